@@ -1,0 +1,3 @@
+from mliap_tui.cli import main
+
+raise SystemExit(main())

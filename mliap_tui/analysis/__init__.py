@@ -1,0 +1,1 @@
+"""Error tables (one row per material and model) and their aggregations."""

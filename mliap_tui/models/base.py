@@ -1,0 +1,76 @@
+"""The contract every model adapter implements.
+
+An adapter turns a list of ASE ``Atoms`` into total energies (and, when asked, forces and stress)
+with its family's own *batched* path. Work is split in two so the engine can overlap them:
+
+* ``prepare(atoms_list)`` runs on the CPU (neighbour lists, graph building) and returns an opaque
+  batch object; it is called from a prefetch thread while the previous batch is on the device.
+* ``run(prepared)`` moves the batch to the device, runs the model and returns one ``Prediction``
+  per structure, in order.
+
+``predict(atoms_list)`` is simply ``run(prepare(atoms_list))``.
+Units: energies in eV (total, per cell), forces in eV/Å, stress in GPa (Voigt xx yy zz yz xz xy,
+positive = tensile, ASE sign convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Sequence
+
+import numpy as np
+
+EnergyConvention = Literal["mp2020", "raw_pbe", "r2scan"]
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot be used here; the message says what to do (one line, actionable)."""
+
+
+class UnsupportedElements(ValueError):
+    """A structure holds elements outside the model's coverage."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str  # registry id, e.g. "chgnet-0.3.0"
+    family: str  # chgnet | sevenn | mace | matgl | orb
+    version: str  # model/weights version as the family names it
+    package: str  # importable module that must be installed, e.g. "chgnet"
+    pip_extra: str  # `pip install 'mliap-tui[<extra>]'`
+    weights: str  # what the family's loader is given by default (a name, or a URL/hub id)
+    energy_convention: EnergyConvention
+    weights_offline: bool  # True when the weights ship inside the package wheel
+    default_batch_atoms: int  # atoms per batch on a GPU; CPU uses a fraction
+    elements: frozenset[str] | None = None  # None = not restricted / unknown
+    description: str = ""
+    citation: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def unsupported(self, species: Sequence[str]) -> list[str]:
+        if self.elements is None:
+            return []
+        return sorted(set(species) - self.elements)
+
+
+@dataclass
+class Prediction:
+    energy_ev: float
+    forces_ev_per_ang: np.ndarray | None = None  # (n_atoms, 3)
+    stress_gpa: np.ndarray | None = None  # (6,) Voigt
+
+
+class Predictor(Protocol):
+    spec: ModelSpec
+    device: str
+    dtype: str
+
+    def prepare(self, atoms_list: Sequence[Any], forces: bool = False, stress: bool = False) -> Any: ...
+
+    def run(self, prepared: Any) -> list[Prediction]: ...
+
+    def predict(self, atoms_list: Sequence[Any], forces: bool = False, stress: bool = False) -> list[Prediction]: ...
+
+    def ase_calculator(self) -> Any:
+        """The family's own ASE calculator, for relaxations and for the naive-loop benchmark."""
+        ...
