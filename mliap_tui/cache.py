@@ -148,6 +148,9 @@ class Cache:
 
     root: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
     @classmethod
     def open(cls, root: str | Path | None = None) -> "Cache":
         return cls(Path(root) if root is not None else default_cache_root())
@@ -224,7 +227,7 @@ class Cache:
             files += self.prediction_files(dataset, model, mode)
         if not files:
             return pl.LazyFrame(schema=PREDICTIONS_SCHEMA)
-        lf = pl.scan_parquet(files, schema=PREDICTIONS_SCHEMA, allow_missing_columns=True)
+        lf = pl.scan_parquet(files, schema=PREDICTIONS_SCHEMA, missing_columns="insert")
         if mode is not None:
             lf = lf.filter(pl.col("mode") == mode)
         return lf.sort("created_unix_s").unique(subset=list(PREDICTION_KEY), keep="last", maintain_order=True)
