@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 
+from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
 from mliap_tui.models.registry import REGISTRY, availability
 
 CONVENTION_LABEL = {
-    "mp2020": "MP2020-corrected",
-    "raw_pbe": "raw PBE (+MP2020 added)",
-    "r2scan": "r2SCAN (not compared)",
+    "mp2020": "MP2020",
+    "raw_pbe": "raw PBE",
+    "r2scan": "r2SCAN",
 }
+CONVENTION_NOTE = (
+    "energy convention: MP2020 = trained on MP2020-corrected energies, compared as is; raw PBE = "
+    "the structure's MP2020 correction is added before comparing; r2SCAN = not compared with the PBE hull"
+)
 
 
 def models_rows() -> list[dict]:
@@ -39,18 +45,25 @@ def models_json() -> str:
     return json.dumps(models_rows(), indent=2)
 
 
-def models_table() -> Table:
-    table = Table(title="model registry", caption="ready = package installed and weights loadable on this machine")
-    for col in ("model", "family", "energy convention", "elements", "ready", "notes"):
-        table.add_column(col, overflow="fold")
-    for row in models_rows():
-        ready = "[green]yes[/green]" if row["ready"] else "[red]no[/red]"
+def models_table() -> Group:
+    """The registry as a table, then one line per model that cannot run here saying what to do."""
+    rows = models_rows()
+    table = Table(title="model registry", caption="ready = package installed and weights on this machine")
+    table.add_column("model", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    table.add_column("energy", no_wrap=True)
+    table.add_column("elements", justify="right", no_wrap=True)
+    table.add_column("ready", no_wrap=True)
+    for row in rows:
         table.add_row(
             row["id"],
             row["family"],
             CONVENTION_LABEL.get(row["energy_convention"], row["energy_convention"]),
-            "?" if row["n_elements"] is None else str(row["n_elements"]),
-            ready,
-            row["message"],
+            "any" if row["n_elements"] is None else str(row["n_elements"]),
+            "[green]yes[/green]" if row["ready"] else "[red]no[/red]",
         )
-    return table
+    notes = [f"[bold]{row['id']}[/bold]: {escape(row['message'])}" for row in rows if not row["ready"]]
+    parts: list = [table, f"[dim]{CONVENTION_NOTE}[/dim]"]
+    if notes:
+        parts += ["", "[bold]not ready here, and what to do:[/bold]", *notes]
+    return Group(*parts)

@@ -174,7 +174,7 @@ _SPECS: list[ModelSpec] = [
         weights_offline=False,
         default_batch_atoms=16384,
         elements=None,  # read from model.element_types when loaded
-        description="M3GNet trained on MatPES-PBE (PBE, 680 eV cutoff: small systematic offset vs MP settings), raw PBE",
+        description="M3GNet trained on MatPES-PBE (PBE without +U, 680 eV cutoff; not the MP GGA/GGA+U mix: expect offsets, largest for transition-metal oxides and fluorides), raw PBE",
         citation="Kaplan et al., arXiv:2503.04070 (MatPES); Chen & Ong, Nat. Comput. Sci. 2, 718 (2022)",
     ),
     ModelSpec(
@@ -188,7 +188,7 @@ _SPECS: list[ModelSpec] = [
         weights_offline=False,
         default_batch_atoms=16384,
         elements=None,  # read from model.element_types when loaded
-        description="TensorNet trained on MatPES-PBE (PBE, 680 eV cutoff: small systematic offset vs MP settings), raw PBE",
+        description="TensorNet trained on MatPES-PBE (PBE without +U, 680 eV cutoff; not the MP GGA/GGA+U mix: expect offsets, largest for transition-metal oxides and fluorides), raw PBE",
         citation="Kaplan et al., arXiv:2503.04070 (MatPES); Simeon & De Fabritiis, NeurIPS 2023 (TensorNet)",
     ),
     ModelSpec(
@@ -370,8 +370,8 @@ def availability(spec: ModelSpec) -> Availability:
     if not files:
         return Availability(True, False, _weights_hint(spec))
     if spec.weights_offline:
-        return Availability(True, True, f"ready: weights bundled in the {spec.package} wheel ({files[0].name})")
-    return Availability(True, True, f"ready: weights cached at {files[0]}")
+        return Availability(True, True, f"weights bundled in the {spec.package} wheel")
+    return Availability(True, True, f"weights cached: {files[0]}")
 
 
 # ---- loading ---------------------------------------------------------------------------------
