@@ -165,6 +165,34 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--metric", default="e_above_hull", choices=["e_per_atom", "e_form_per_atom", "e_above_hull"], help="metric for --by tables")
     summ.add_argument("--near-hull", action="store_true", help="only crystals with DFT Ehull < 50 meV/atom")
     _add_cache_arg(summ)
+
+    # export -------------------------------------------------------------------------------
+    exp = sub.add_parser(
+        "export",
+        help="write the filtered error table to CSV (same filter language as the app)",
+        description="Filter a dataset's error table and write it as CSV. Values stay in eV/atom "
+        "(units are in the column names); signed errors are prediction - DFT.",
+        epilog="filter language (clauses combine with AND; see the app's help, key ?):\n"
+        "  sg=136 | sg=P4_2/mnm | sg=195..230     space group number, symbol or range\n"
+        "  cs=cubic,hexagonal                     crystal system(s), unique prefixes work\n"
+        "  dof=3..10  ldof=..2  wdof=1..          total / lattice / Wyckoff DOF ranges\n"
+        "  el=Ti,O elmode=all|any|only  el!=Pb    elements; chemsys=O-Ti\n"
+        "  ehull=..0.05  eform=-1..0              DFT values in eV/atom (or 50meV)\n"
+        "  model=chgnet-*                         models (wildcards allowed)\n"
+        "  err:e_above_hull>50meV  serr:e_per_atom<0   |error| or signed error thresholds\n"
+        "  failed | ok                            status\n\n"
+        "examples:\n"
+        "  mliap-tui export --filter 'dof=20.. err:e_above_hull>50meV' hard.csv\n"
+        "  mliap-tui export --filter 'cs=cubic model=sevennet-0' --layout wide\n",
+        formatter_class=fmt,
+    )
+    exp.add_argument("output", nargs="?", help="CSV path (default: mliap-<dataset>-<layout>-<timestamp>.csv here)")
+    exp.add_argument("--data", default="sample", help="dataset name (default: sample)")
+    exp.add_argument("--filter", dest="filter_text", default="", help="filter string, e.g. 'sg=136 dof=3..10'")
+    exp.add_argument("--layout", default="tidy", choices=["tidy", "wide"], help="tidy: a row per material x model; wide: a row per material")
+    exp.add_argument("--rebuilt-hull", action="store_true", help="add Ehull on hulls rebuilt from this dataset's entries")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    _add_cache_arg(exp)
     return parser
 
 
@@ -258,6 +286,22 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from mliap_tui.analysis.export import export_filtered
+
+    result = export_filtered(
+        _cache(args),
+        args.data,
+        args.filter_text,
+        path=args.output,
+        layout=args.layout,
+        overwrite=args.overwrite,
+        rebuilt_hull=args.rebuilt_hull,
+    )
+    console.print(f"{result.n_rows:,} rows -> {result.path}")
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     try:
         from mliap_tui.tui.app import run_app
@@ -276,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("models", None): cmd_models,
         ("run", None): cmd_run,
         ("summary", None): cmd_summary,
+        ("export", None): cmd_export,
         (None, None): cmd_app,
     }
     handler = handlers[(args.command, getattr(args, "data_command", None))]
@@ -284,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted: committed results are kept; run the same command again to resume")
         return 130
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}")
         return 2
     except Exception as exc:  # the one place that turns an unexpected failure into a message

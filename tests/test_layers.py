@@ -18,6 +18,8 @@ CORE_MODULES = [
     "mliap_tui.engine.worker",
     "mliap_tui.analysis.errors",
     "mliap_tui.analysis.aggregate",
+    "mliap_tui.analysis.filters",
+    "mliap_tui.analysis.export",
 ]
 
 

@@ -1,0 +1,247 @@
+"""Filtered tables for the explorer and for CSV export (textual-free, shared with the CLI).
+
+Two layouts of the same data, both in eV/atom (the unit is in the column names, as everywhere
+in the cache; the explorer shows errors as meV/atom but exports eV/atom):
+
+* ``tidy``: one row per (material, model, mode), the error table of
+  :func:`mliap_tui.analysis.errors.join_predictions` filtered with
+  :func:`mliap_tui.analysis.filters.apply_filter`.
+* ``wide``: one row per material, the material columns plus, for each model ``M``,
+  ``status@M``, ``error@M`` and per metric ``<pred column>@M`` and ``d_<metric>@M``
+  (:func:`wide_table`). This is what the explorer's table shows.
+
+Headless use (what ``mliap-tui export --filter ... out.csv`` should call)::
+
+    from mliap_tui.analysis.export import export_filtered
+    result = export_filtered(cache, "sample", "cs=cubic err:ehull>50meV", "out.csv")
+    print(f"{result.n_rows} rows -> {result.path}")
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import polars as pl
+
+from mliap_tui.analysis.errors import MATERIAL_COLUMNS, METRICS, add_rebuilt_hull, join_predictions
+from mliap_tui.analysis.filters import Filter, FilterError, apply_filter, parse_filter, wide_column
+from mliap_tui.cache import Cache
+
+LAYOUTS = ("tidy", "wide")
+#: Metrics that need no recomputation (the rebuilt hull does; it is added on request).
+CHEAP_METRICS = ("e_per_atom", "e_form_per_atom", "e_above_hull")
+#: Per-model columns of the wide table besides the signed errors.
+WIDE_ROW_COLUMNS = ("status", "error")
+
+TIDY_COLUMNS = [
+    *MATERIAL_COLUMNS,
+    "model", "mode", "status", "error", "e_per_atom_pred_native", "e_per_atom_pred_mp2020",
+    "e_form_per_atom_pred", "e_above_hull_pred_fixed", "d_e_per_atom", "d_e_form_per_atom", "d_e_above_hull",
+    "e_above_hull_dft_rebuilt", "e_above_hull_pred_rebuilt", "d_e_above_hull_rebuilt",
+    "relaxed_spacegroup_number", "relaxed_total_dof",
+]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    n_rows: int
+    n_columns: int
+    layout: str
+
+    def __str__(self) -> str:
+        return f"{self.n_rows:,} rows x {self.n_columns} columns ({self.layout}) -> {self.path}"
+
+
+# ---- tables -----------------------------------------------------------------------------------
+def load_tidy(cache: Cache, dataset: str, mode: str | None = "static", rebuilt_hull: bool = False) -> pl.DataFrame:
+    """The tidy error table of ``dataset`` (all models; one mode unless ``mode`` is None)."""
+    table = join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, None, mode)).collect()
+    if rebuilt_hull:
+        table = add_rebuilt_hull(table)
+    return table.sort("material_id", "model", "mode")
+
+
+def load_materials(cache: Cache, dataset: str) -> pl.DataFrame:
+    """The material columns the explorer needs (no structures), one row per material."""
+    return cache.scan_materials(dataset).select(MATERIAL_COLUMNS).collect()
+
+
+def models_of(table: pl.DataFrame) -> list[str]:
+    """Models present in a tidy table, sorted."""
+    if "model" not in table.columns or table.is_empty():
+        return []
+    return sorted(table["model"].unique().drop_nulls().to_list())
+
+
+def wide_table(materials: pl.DataFrame, tidy: pl.DataFrame, models: Sequence[str] | None = None) -> pl.DataFrame:
+    """One row per material: ``materials`` left-joined with each model's status, error and
+    signed errors (``d_*@model``, eV/atom). ``tidy`` must hold a single mode.
+
+    Materials without a prediction keep null per-model columns (status null = not evaluated).
+    """
+    if "mode" in tidy.columns and tidy["mode"].n_unique() > 1:
+        raise ValueError("wide_table needs a single evaluation mode; filter the tidy table by mode first")
+    models = list(models) if models is not None else models_of(tidy)
+    d_cols = [METRICS[m][2] for m in METRICS if METRICS[m][2] in tidy.columns]
+    wide = materials
+    for model in models:
+        part = tidy.filter(pl.col("model") == model).select(
+            "material_id", *[pl.col(c).alias(wide_column(c, model)) for c in (*WIDE_ROW_COLUMNS, *d_cols)]
+        )
+        wide = wide.join(part, on="material_id", how="left")
+    return wide
+
+
+def wide_models(wide: pl.DataFrame) -> list[str]:
+    """Models of a wide table, from its ``status@model`` columns (in column order)."""
+    return [c.split("@", 1)[1] for c in wide.columns if c.startswith("status@")]
+
+
+def with_predicted(wide: pl.DataFrame, metric: str, models: Sequence[str] | None = None) -> pl.DataFrame:
+    """Add ``<pred column>@model = DFT + d`` for ``metric`` (eV/atom) to a wide table."""
+    dft, pred, err = METRICS[metric]
+    models = wide_models(wide) if models is None else models
+    cols = [
+        (pl.col(dft) + pl.col(wide_column(err, m))).alias(wide_column(pred, m))
+        for m in models
+        if wide_column(err, m) in wide.columns and dft in wide.columns
+    ]
+    return wide.with_columns(cols) if cols else wide
+
+
+def filter_wide(wide: pl.DataFrame, flt: Filter | str) -> pl.DataFrame:
+    """Materials of a wide table matching ``flt`` (semantics in :mod:`mliap_tui.analysis.filters`)."""
+    if isinstance(flt, str):
+        flt = parse_filter(flt)
+    models = wide_models(wide)
+    check_wide_columns(flt, models, wide.columns)
+    return wide.filter(flt.wide_mask(models))
+
+
+def check_wide_columns(flt: Filter, models: Sequence[str], columns: Iterable[str]) -> None:
+    """Raise FilterError, reason first, when ``flt`` reads columns a wide table lacks."""
+    needed = set()
+    for c in flt.required_columns():
+        if c.startswith("d_") or c == "status":
+            needed.update(wide_column(c, m) for m in models)
+        elif c not in ("model", "mode"):
+            needed.add(c)
+    if (flt.has_row_clauses or flt.model_patterns is not None) and not models:
+        raise FilterError(f"no model has been run on this dataset yet, so {flt.text!r} cannot match (mliap-tui run ...)")
+    missing = sorted(needed - set(columns))
+    if not missing:
+        return
+    if any("rebuilt" in c for c in missing):
+        raise FilterError(f"the rebuilt-hull metric is not computed here ({flt.text!r}); use --rebuilt-hull in export")
+    raise FilterError(f"filter {flt.text!r} needs column(s) {', '.join(missing[:4])} that this table lacks")
+
+
+# ---- CSV ----------------------------------------------------------------------------------------
+def csv_ready(df: pl.DataFrame) -> pl.DataFrame:
+    """Lists become space-joined strings (CSV has no list type); everything else is kept."""
+    out = []
+    for name, dtype in df.schema.items():
+        if isinstance(dtype, pl.List):
+            out.append(pl.col(name).cast(pl.List(pl.Utf8)).list.join(" ").alias(name))
+        else:
+            out.append(pl.col(name))
+    return df.select(out)
+
+
+def default_export_path(dataset: str, directory: str | Path | None = None, now: float | None = None, layout: str = "tidy") -> Path:
+    """``<directory>/mliap-<dataset>-<layout>-<YYYYmmdd-HHMMSS>.csv`` (directory: the working directory)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now if now is not None else time.time()))
+    return Path(directory if directory is not None else Path.cwd()) / f"mliap-{dataset}-{layout}-{stamp}.csv"
+
+
+def write_csv(df: pl.DataFrame, path: str | Path, overwrite: bool = False, layout: str = "tidy") -> ExportResult:
+    """Write ``df`` as CSV through a temporary file and an atomic rename.
+
+    Never replaces an existing file unless ``overwrite`` (FileExistsError otherwise); the folder
+    must exist (FileNotFoundError names it).
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give a file name, e.g. {path / 'export.csv'}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder {path.parent} does not exist: create it or choose another path")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists: confirm overwrite or choose another name")
+    out = csv_ready(df)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        out.write_csv(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(path=path.resolve(), n_rows=out.height, n_columns=out.width, layout=layout)
+
+
+def tidy_export_frame(tidy: pl.DataFrame) -> pl.DataFrame:
+    """The tidy table's exported columns, in a stable order."""
+    return tidy.select([c for c in TIDY_COLUMNS if c in tidy.columns])
+
+
+def wide_export_frame(wide: pl.DataFrame, metrics: Sequence[str] = CHEAP_METRICS) -> pl.DataFrame:
+    """Material columns, DFT values, then per model status, error, predicted values and signed errors."""
+    models = wide_models(wide)
+    for metric in metrics:
+        wide = with_predicted(wide, metric, models)
+    base = [c for c in MATERIAL_COLUMNS if c in wide.columns]
+    per_model = []
+    for m in models:
+        per_model += [wide_column("status", m), wide_column("error", m)]
+        for metric in metrics:
+            _, pred, err = METRICS[metric]
+            per_model += [wide_column(pred, m), wide_column(err, m)]
+    return wide.select(base + [c for c in per_model if c in wide.columns])
+
+
+def export_filtered(
+    cache: Cache,
+    dataset: str,
+    filter_text: str | Filter | None,
+    path: str | Path | None = None,
+    layout: str = "tidy",
+    overwrite: bool = False,
+    material_ids: Sequence[str] | None = None,
+    rebuilt_hull: bool = False,
+) -> ExportResult:
+    """Filter ``dataset``'s error table and write it as CSV (the headless ``export`` command).
+
+    ``layout``: 'tidy' (one row per material x model) or 'wide' (one row per material);
+    ``material_ids``: keep only these materials (the explorer's selected rows);
+    ``path`` defaults to :func:`default_export_path` in the working directory.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: use {' or '.join(LAYOUTS)}")
+    flt = filter_text if isinstance(filter_text, Filter) else parse_filter(filter_text)
+    tidy = load_tidy(cache, dataset, flt.mode, rebuilt_hull=rebuilt_hull)
+    known = models_of(tidy)
+    flt = parse_filter(flt.text, known_models=known) if flt.model_patterns else flt
+    if layout == "tidy":
+        table = apply_filter(tidy, flt)
+        frame = tidy_export_frame(table)
+    else:
+        if flt.mode is None:
+            raise FilterError("the wide layout holds one evaluation mode: add mode=static or mode=relax")
+        wide = wide_table(load_materials(cache, dataset), tidy, flt.select_models(known))
+        frame = wide_export_frame(filter_wide(wide, flt))
+    if material_ids is not None:
+        frame = frame.filter(pl.col("material_id").is_in(list(material_ids)))
+    if path is None:
+        path = default_export_path(dataset, layout=layout)
+    return write_csv(frame, path, overwrite=overwrite, layout=layout)
+
+
+__all__ = [
+    "ExportResult", "LAYOUTS", "CHEAP_METRICS", "load_tidy", "load_materials", "models_of", "wide_table",
+    "wide_models", "with_predicted", "filter_wide", "csv_ready", "default_export_path", "write_csv",
+    "tidy_export_frame", "wide_export_frame", "export_filtered", "check_wide_columns",
+]

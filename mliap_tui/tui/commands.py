@@ -1,0 +1,61 @@
+"""Command-palette providers (ctrl+p): screens, filters, models, metrics, datasets, export."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from mliap_tui.analysis.errors import METRIC_LABEL
+from mliap_tui.analysis.export import CHEAP_METRICS
+from mliap_tui.analysis.filters import CRYSTAL_SYSTEMS
+from mliap_tui.tui import plots
+
+
+class ExploreCommands(Provider):
+    """Commands of the Explore screen."""
+
+    def commands(self) -> list[tuple[str, Callable[[], object], str]]:
+        from mliap_tui.tui.explore import ExploreScreen
+
+        screen = self.screen
+        if not isinstance(screen, ExploreScreen):
+            return []
+        out: list[tuple[str, Callable[[], object], str]] = [
+            ("Export filtered table to CSV", screen.action_export, "asks for the path; never overwrites silently"),
+            ("Clear filter", screen.action_clear_filter, "show every material"),
+            ("Help: keys and filter language", self.app.action_help, "also on ?"),
+            ("Show: table", partial(screen.action_show_tab, "table"), "virtual table of the filtered materials"),
+        ]
+        for kind in plots.PLOT_KINDS:
+            out.append((f"Show: {plots.PLOT_TITLES[kind]} plot", partial(screen.action_show_tab, kind), "follows the filter and selected model"))
+        out += [
+            ("Filter: failed evaluations only", partial(screen.add_filter, "failed"), "adds 'failed'"),
+            ("Filter: near hull (DFT Ehull ≤ 50 meV/atom)", partial(screen.add_filter, "ehull=..50meV"), "adds 'ehull=..50meV'"),
+            ("Filter: |ΔEhull| > 50 meV/atom", partial(screen.add_filter, "err:ehull>50meV"), "adds 'err:ehull>50meV'"),
+            ("Filter: high DOF (≥ 10)", partial(screen.add_filter, "dof=10.."), "adds 'dof=10..'"),
+        ]
+        for cs in CRYSTAL_SYSTEMS:
+            out.append((f"Filter: crystal system {cs}", partial(screen.add_filter, f"cs={cs}"), f"adds 'cs={cs}'"))
+        models = screen.data.models if screen.data is not None else []
+        for m in models:
+            out.append((f"Filter: model {m}", partial(screen.add_filter, f"model={m}"), f"adds 'model={m}'"))
+            out.append((f"Select model for plots: {m}", partial(screen.select_model, m), "also m cycles"))
+        for metric in CHEAP_METRICS:
+            out.append((f"Metric: {METRIC_LABEL[metric]}", partial(screen.set_metric, metric), "also t cycles"))
+        for dataset in screen.cache.datasets():
+            out.append((f"Dataset: {dataset}", partial(screen.set_dataset, dataset), "load another dataset of the cache"))
+        out.append(("Reload cache", screen.action_reload, "re-read predictions written since the app started"))
+        return out
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self.commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self.commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)

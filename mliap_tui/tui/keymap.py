@@ -1,0 +1,70 @@
+"""Remappable keys (Posting style): every Binding has an id; a small TOML file maps ids to keys.
+
+File: ``$MLIAP_TUI_KEYMAP`` or ``$XDG_CONFIG_HOME/mliap-tui/keymap.toml`` (default
+``~/.config/mliap-tui/keymap.toml``)::
+
+    [keymap]
+    "explore.export" = "ctrl+e"
+    "explore.focus_filter" = "f,slash"
+
+The help screen (``?``) lists every id with its current key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+
+def keymap_path() -> Path:
+    env = os.environ.get("MLIAP_TUI_KEYMAP")
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "mliap-tui" / "keymap.toml"
+
+
+def binding_sources() -> list[tuple[str, type]]:
+    """(where, class) of every class that declares bindings, in help-screen order."""
+    from mliap_tui.tui.app import MliapTuiApp
+    from mliap_tui.tui.detail import DetailScreen
+    from mliap_tui.tui.explore import ExploreScreen
+    from mliap_tui.tui.export_screen import ExportScreen
+    from mliap_tui.tui.help_screen import HelpScreen
+    from mliap_tui.tui.table import VirtualTable
+
+    return [("everywhere", MliapTuiApp), ("explore", ExploreScreen), ("table", VirtualTable),
+            ("detail", DetailScreen), ("export dialog", ExportScreen), ("help", HelpScreen)]
+
+
+def all_bindings() -> dict[str, tuple[str, str, str]]:
+    """binding id -> (default keys, description, where)."""
+    out = {}
+    for where, cls in binding_sources():
+        for b in cls.BINDINGS:
+            if getattr(b, "id", None):
+                out[b.id] = (b.key, b.description or b.action, where)
+    return out
+
+
+def load_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str]]:
+    """(keymap, warnings). A missing file is an empty keymap; a bad one is reported, not fatal."""
+    path = path or keymap_path()
+    if not path.is_file():
+        return {}, []
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return {}, [f"keymap {path} ignored: {exc}"]
+    table = data.get("keymap", data)
+    known = all_bindings()
+    keymap, warnings = {}, []
+    for binding_id, keys in table.items():
+        if not isinstance(keys, str) or not keys.strip():
+            warnings.append(f"keymap {path}: {binding_id!r} must map to a key string like 'ctrl+e'")
+        elif binding_id not in known:
+            warnings.append(f"keymap {path}: unknown binding id {binding_id!r} (see ? for the ids)")
+        else:
+            keymap[binding_id] = keys.strip()
+    return keymap, warnings
