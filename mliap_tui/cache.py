@@ -57,7 +57,7 @@ MATERIALS_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "mp2020_run_type": (pl.Utf8, "GGA or GGA+U, as the Materials Project would have run it"),
     "forces_dft_ev_per_ang": (pl.List(pl.Float64), "DFT forces, n_sites x 3 flattened (eV/Å)"),
     # Symmetry (mliap_tui.symmetry), computed at import with `symprec_ang`.
-    "symprec_ang": (pl.Float64, "spglib tolerance used for the symmetry columns (Å)"),
+    "symprec_ang": (pl.Float64, "spglib distance tolerance used for the symmetry columns (Å; angle tolerance 5°)"),
     "spacegroup_number": (pl.Int16, "international space-group number (1-230)"),
     "spacegroup_symbol": (pl.Utf8, "Hermann-Mauguin symbol"),
     "crystal_system": (pl.Utf8, "triclinic ... cubic"),
