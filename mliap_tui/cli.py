@@ -255,25 +255,30 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mliap_tui.engine.rich_progress import run_with_rich_progress
+    from mliap_tui.engine.rich_progress import RichProgress
+    from mliap_tui.engine.runner import run_evaluation
 
     cache = _cache(args)
     model_ids = [m.strip() for m in args.models.split(",") if m.strip()]
-    summary = run_with_rich_progress(
-        cache,
-        args.data,
-        model_ids,
-        mode=args.mode,
-        device=args.device,
-        dtype=args.dtype,
-        limit=args.limit,
-        forces=args.forces,
-        stress=args.forces,
-        retry_failed=args.retry_failed,
-        checkpoints=_pairs(args.checkpoint, "--checkpoint"),
-        python_for=_pairs(args.python_for, "--python-for"),
-        console=console,
-    )
+    with RichProgress(console=console) as show:
+        summary = run_evaluation(
+            cache,
+            args.data,
+            model_ids,
+            mode=args.mode,
+            device=args.device,
+            dtype=args.dtype,
+            limit=args.limit,
+            forces=args.forces,
+            stress=args.forces,
+            python_for=_pairs(args.python_for, "--python-for"),
+            on_event=show,
+            retry_failed=args.retry_failed,
+            checkpoints=_pairs(args.checkpoint, "--checkpoint"),
+        )
+    console.print(summary.format())
+    if summary.ok:
+        console.print(f"[dim]next: mliap-tui summary --data {args.data} --by dof   (or mliap-tui to explore)[/dim]")
     return 0 if summary.ok else 1
 
 

@@ -21,11 +21,12 @@ def _signed(value: float | None) -> str:
 
 
 def _stat_columns(table: Table) -> None:
-    table.add_column("n", justify="right")
-    table.add_column("MAE\nmeV/atom", justify="right")
-    table.add_column("mean signed\nmeV/atom", justify="right")
-    table.add_column("RMSE\nmeV/atom", justify="right")
-    table.add_column("under-\npredicted", justify="right")
+    # units live in the table titles (meV/atom) so the columns fit 80 characters
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("MAE", justify="right", no_wrap=True)
+    table.add_column("mean\nsigned", justify="right", no_wrap=True)
+    table.add_column("RMSE", justify="right", no_wrap=True)
+    table.add_column("% under", justify="right", no_wrap=True)
 
 
 def _stat_cells(row: dict) -> list[str]:
@@ -38,16 +39,41 @@ def _stat_cells(row: dict) -> list[str]:
     ]
 
 
-def model_table(table: pl.DataFrame, metrics: list[str], title: str) -> Table:
-    out = Table(title=title, caption="signed error = prediction - DFT (negative = underpredicted)")
-    out.add_column("model")
-    out.add_column("metric")
+SHORT_LABEL = {
+    "e_per_atom": "E = Eform = Ehull",
+    "e_form_per_atom": "Eform",
+    "e_above_hull": "Ehull (DFT hull)",
+    "e_above_hull_rebuilt": "Ehull rebuilt",
+}
+SAME_ERROR_NOTE = (
+    "E (total energy), Eform and Ehull on the fixed DFT hull share one error per crystal: the same "
+    "elemental references and hull enter prediction and DFT."
+)
+
+
+def model_table(table: pl.DataFrame, metrics: list[str], title: str, caption: str = "") -> Table:
+    caption = "signed error = prediction - DFT (negative = underpredicted). " + caption
+    out = Table(title=title, caption=caption.strip(), caption_justify="left")
+    out.add_column("model", no_wrap=True)
+    out.add_column("metric", no_wrap=True)
     _stat_columns(out)
     for metric in metrics:
         for row in per_model(table, metric).iter_rows(named=True):
-            out.add_row(row["model"], METRIC_LABEL[metric], *_stat_cells(row))
+            out.add_row(row["model"], SHORT_LABEL[metric], *_stat_cells(row))
         out.add_section()
     return out
+
+
+def rebuilt_hull_note(table: pl.DataFrame) -> str:
+    """How informative the rebuilt hulls are: crystals whose chemical system has other compounds here."""
+    one = table.unique("material_id")
+    shared = one.group_by("chemsys").len().filter(pl.col("len") > 1)["len"].sum() or 0
+    return (
+        f"Ehull rebuilt: hulls rebuilt per chemical system from this dataset's {len(one):,} crystals and the MP "
+        f"elemental references, with predicted and with DFT energies; {shared:,} crystals share their chemical "
+        "system with another one here (the rest only meet the elemental references; a complete set such as "
+        "`data import mp` makes this method meaningful)."
+    )
 
 
 def failures_table(table: pl.DataFrame) -> Table | None:
@@ -66,9 +92,9 @@ def failures_table(table: pl.DataFrame) -> Table | None:
 
 def group_table(table: pl.DataFrame, metric: str, by: str) -> Table:
     label = {"dof": "total DOF", "crystal_system": "crystal system", "spacegroup": "space group"}[by]
-    out = Table(title=f"{METRIC_LABEL[metric]} error by {label}")
-    out.add_column(label)
-    out.add_column("model")
+    out = Table(title=f"{METRIC_LABEL[metric]} error by {label}, meV/atom")
+    out.add_column(label, no_wrap=True)
+    out.add_column("model", no_wrap=True)
     _stat_columns(out)
     previous = None
     for row in per_group(table, metric, by).iter_rows(named=True):
@@ -94,12 +120,13 @@ def render_summary(
     if near_hull:
         table = near_hull_rows(table)
         scope += ", DFT Ehull < 50 meV/atom"
-    metrics = ["e_per_atom", "e_form_per_atom", "e_above_hull", "e_above_hull_rebuilt"]
-    out: list = [model_table(table, metrics, f"errors vs DFT ({scope})")]
+    metrics = ["e_per_atom", "e_above_hull_rebuilt"]
+    note = SAME_ERROR_NOTE + " " + rebuilt_hull_note(table)
+    out: list = [model_table(table, metrics, f"errors vs DFT, meV/atom ({scope})", note)]
     if not near_hull:
         near = near_hull_rows(table)
         if len(near):
-            out.append(model_table(near, ["e_above_hull"], f"near-hull subset (DFT Ehull < 50 meV/atom, {scope})"))
+            out.append(model_table(near, ["e_above_hull"], f"near-hull subset (DFT Ehull < 50 meV/atom), meV/atom ({scope})"))
     failures = failures_table(table)
     if failures is not None:
         out.append(failures)
