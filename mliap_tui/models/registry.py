@@ -319,7 +319,8 @@ def _install_hint(spec: ModelSpec) -> str:
     if spec.family == "orb":
         return (
             "orb-models is not installed: it pins rich<14, so install it in its own venv "
-            "(python -m venv orb-venv && orb-venv/bin/pip install orb-models mliap-tui) and run with "
+            "(python -m venv orb-venv && orb-venv/bin/pip install orb-models polars pyarrow pymatgen spglib ase) "
+            "and run with "
             "--python-for orb=orb-venv/bin/python"
         )
     return f"{spec.package} is not installed: pip install 'mliap-tui[{spec.pip_extra}]' (or pip install {FAMILY_PIP[spec.family]})"

@@ -1,0 +1,558 @@
+"""One model in one process: evaluate a job's materials and commit the results to the cache.
+
+Run as ``python -m mliap_tui.engine.worker --job JOB.json`` (``--job -`` reads stdin). The job
+and event formats are in :mod:`mliap_tui.engine.protocol` and ``docs/ENGINE_PROTOCOL.md``.
+
+This module only needs mliap_tui's data/cache/models/symmetry modules and numpy, polars, ase
+(pymatgen/spglib as the adapters and symmetry need them), never textual or rich, so a model
+family with clashing dependencies can run it from its own venv.
+
+Static mode: rows are turned into ASE Atoms and checked (:func:`batching.item_from_row`), grouped
+by atom count, prepared (graph building) in a prefetch thread while the previous batch runs on
+the device, and evaluated with OOM/exception splitting. Relax mode: each structure is relaxed
+with ASE FIRE on a FrechetCellFilter through the family's own ASE calculator, then its space
+group and DOF are re-analysed.
+
+Rows are committed in chunks (every ``chunk_rows`` structures or ``chunk_seconds``) with
+``Cache.write_prediction_chunk`` (atomic rename): a worker killed with SIGKILL loses at most the
+rows of the chunk in flight; SIGTERM/SIGINT stop it cleanly after committing what it has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import polars as pl
+
+from mliap_tui.cache import PREDICTIONS_SCHEMA, Cache
+from mliap_tui.engine import batching
+from mliap_tui.engine.batching import (
+    EXCEPTION,
+    OOM,
+    AdaptiveBatchSize,
+    BatchEvaluator,
+    Item,
+    Outcome,
+    Prefetcher,
+    describe_exception,
+    is_oom_error,
+    item_from_row,
+    make_batches,
+    one_line,
+)
+from mliap_tui.engine.progress import ProgressTracker, peak_memory
+from mliap_tui.engine.protocol import (
+    EXIT_BAD_JOB,
+    EXIT_ERROR,
+    EXIT_MODEL_UNAVAILABLE,
+    EXIT_OK,
+    ChunkCommitted,
+    Event,
+    Log,
+    ProtocolError,
+    WorkerError,
+    WorkerFinished,
+    WorkerJob,
+    WorkerStarted,
+)
+
+#: materials columns a worker reads
+INPUT_COLUMNS = ["material_id", "n_sites", "lattice_ang", "species", "frac_coords", "mp2020_correction_per_atom"]
+
+#: fraction of a model's GPU atom budget used per batch on CPU: CPU throughput is flat from a
+#: few hundred atoms on, and smaller batches let the prefetch thread overlap graph building
+#: with inference sooner (and give finer progress)
+CPU_BATCH_FRACTION = 1 / 16
+GPA_PER_EV_PER_ANG3 = 160.21766208
+
+
+class SystematicFailure(RuntimeError):
+    """Too many structures in a row failed with an exception: something is wrong with the model."""
+
+
+Emit = Callable[[Event], None]
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------------
+
+
+def load_rows(cache: Cache, job: WorkerJob) -> tuple[list[dict[str, Any]], list[str]]:
+    """The job's materials rows, in job order, and the requested ids missing from the table."""
+    lf = cache.scan_materials(job.dataset)
+    cols = [c for c in INPUT_COLUMNS if c in lf.collect_schema().names()]
+    lf = lf.select(cols)
+    if job.material_ids is None:
+        done = cache.done_keys(job.dataset, job.model, job.mode, include_failed=not job.retry_failed)
+        df = lf.collect()
+        if done:
+            df = df.filter(~pl.col("material_id").is_in(list(done)))
+        return df.to_dicts(), []
+    wanted = list(dict.fromkeys(job.material_ids))  # an id listed twice is evaluated once
+    ids = pl.DataFrame({"material_id": wanted, "__order": np.arange(len(wanted))}, schema={"material_id": pl.Utf8, "__order": pl.Int64})
+    df = ids.lazy().join(lf, on="material_id", how="left").sort("__order").collect()
+    present = df["species"].is_not_null() if "species" in df.columns else pl.Series([False] * len(df))
+    missing = df.filter(~present)["material_id"].to_list()
+    return df.filter(present).drop("__order").to_dicts(), missing
+
+
+def default_batch_atoms(spec: Any, device: str) -> int:
+    base = int(getattr(spec, "default_batch_atoms", 2048) or 2048)
+    return base if str(device).startswith("cuda") else max(64, int(base * CPU_BATCH_FRACTION))
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_torch_threads(prefetch: bool = True) -> int:
+    """Intra-op threads for CPU inference: every usable core, like torch's own default.
+
+    Measured on a 2-core machine (CHGNet 0.3.0, 200 MP-20 crystals): quiet, 2 threads ran at
+    ~78 structures/s against ~54 with 1 thread (the prefetch thread costs nothing measurable);
+    but with other processes competing for the cores, 1 thread was 2-3x faster than 2 (OpenMP
+    threads that lose their core spin at barriers). Pass ``torch_threads`` on a shared machine.
+    """
+    return max(1, usable_cores())
+
+
+def set_torch_threads(n: int | None, prefetch: bool = True) -> int | None:
+    """Set torch's intra-op threads (default: :func:`default_torch_threads`)."""
+    if n is None:
+        n = default_torch_threads(prefetch)
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(max(1, int(n)))
+    return torch.get_num_threads()
+
+
+# --------------------------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------------------------
+
+
+def mp2020_energy(native: float | None, convention: str, correction: float | None) -> float | None:
+    """The prediction on the MP2020-corrected scale (see docs/ENGINE_PROTOCOL.md, "Energies")."""
+    if native is None:
+        return None
+    if convention == "mp2020":
+        return native
+    if convention == "raw_pbe":
+        if correction is None or not np.isfinite(correction):
+            return None
+        return native + float(correction)
+    return None  # r2scan (or unknown): not comparable with the MP2020 reference
+
+
+class ChunkWriter:
+    """Buffers result rows and commits them as one parquet chunk every N rows or T seconds."""
+
+    def __init__(self, cache: Cache, job: WorkerJob, emit: Emit):
+        self.cache, self.job, self.emit = cache, job, emit
+        self.rows: list[dict[str, Any]] = []
+        self.last_commit = time.monotonic()
+        self.paths: list[Path] = []
+        self.committed = 0
+
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+
+    def maybe_flush(self) -> None:
+        if len(self.rows) >= self.job.chunk_rows or (
+            self.rows and time.monotonic() - self.last_commit >= self.job.chunk_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        self.last_commit = time.monotonic()
+        if not self.rows:
+            return
+        rows, self.rows = self.rows, []
+        now = time.time()
+        for r in rows:
+            r["created_unix_s"] = now
+        df = rows_to_frame(rows)
+        path = self.cache.write_prediction_chunk(self.job.dataset, self.job.model, self.job.mode, df)
+        self.paths.append(path)
+        self.committed += len(rows)
+        n_failed = sum(1 for r in rows if r["status"] != "ok")
+        self.emit(
+            ChunkCommitted(model=self.job.model, mode=self.job.mode, worker=self.job.worker, path=str(path),
+                           rows=len(rows), ok=len(rows) - n_failed, failed=n_failed)
+        )
+
+
+def rows_to_frame(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
+    """Prediction rows (dicts, any subset of PREDICTION_COLUMNS) as a frame of PREDICTIONS_SCHEMA."""
+    return pl.DataFrame({name: [r.get(name) for r in rows] for name in PREDICTIONS_SCHEMA}, schema=PREDICTIONS_SCHEMA)
+
+
+class RowMaker:
+    """Turns outcomes into prediction rows (PREDICTION_COLUMNS) for one job."""
+
+    def __init__(self, job: WorkerJob, convention: str, device_label: str, run_id: str):
+        self.job, self.convention, self.device_label, self.run_id = job, convention, device_label, run_id
+
+    def base(self, item: Item) -> dict[str, Any]:
+        return {
+            "material_id": item.material_id,
+            "model": self.job.model,
+            "mode": self.job.mode,
+            "n_sites": item.n_atoms,
+            "device": self.device_label,
+            "dtype": self.job.dtype,
+            "run_id": self.run_id,
+        }
+
+    def failed(self, item: Item, reason: str, wall_s: float = 0.0) -> dict[str, Any]:
+        return {**self.base(item), "status": "failed", "error": one_line(reason), "wall_s": wall_s}
+
+    def ok(self, item: Item, energy_ev: float, wall_s: float, forces: Any = None, stress: Any = None, **extra: Any) -> dict[str, Any]:
+        native = float(energy_ev) / item.n_atoms
+        row = {
+            **self.base(item),
+            "status": "ok",
+            "error": None,
+            "e_per_atom_pred_native": native,
+            "e_per_atom_pred_mp2020": mp2020_energy(native, self.convention, item.extra),
+            "wall_s": wall_s,
+        }
+        if self.job.forces and forces is not None:
+            row["forces_pred_ev_per_ang"] = np.asarray(forces, dtype=float).ravel().tolist()
+        if self.job.stress and stress is not None:
+            row["stress_pred_gpa"] = np.asarray(stress, dtype=float).ravel().tolist()
+        row.update(extra)
+        return row
+
+    def from_outcome(self, o: Outcome) -> dict[str, Any]:
+        if not o.ok:
+            return self.failed(o.item, o.error or "failed", o.wall_s)
+        p = o.prediction
+        # relax results carry the relaxed-structure columns in .extra
+        extra = getattr(p, "extra", None) or {}
+        return self.ok(o.item, p.energy_ev, o.wall_s, p.forces_ev_per_ang, p.stress_gpa, **extra)
+
+
+# --------------------------------------------------------------------------------------------
+# the job
+# --------------------------------------------------------------------------------------------
+
+
+class _Streak:
+    """Holds back rows of structures that failed with an exception while they come in a row.
+
+    When the streak reaches ``limit`` the run is aborted and those rows are dropped: a model that
+    raises on everything must not mark a dataset as failed. Any success releases them.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.rows: list[dict[str, Any]] = []
+        self.last_reason = ""
+
+    def feed(self, kind: str | None, row: dict[str, Any], writer: ChunkWriter) -> None:
+        if self.limit > 0 and kind in (EXCEPTION, OOM):
+            self.rows.append(row)
+            self.last_reason = row.get("error") or ""
+            if len(self.rows) >= self.limit:
+                raise SystematicFailure(
+                    f"{len(self.rows)} structures in a row failed with an exception (last: {self.last_reason}); "
+                    "stopped without recording them"
+                )
+            return
+        if kind is None:
+            self.release(writer)
+        writer.add([row])
+
+    def release(self, writer: ChunkWriter) -> None:
+        if self.rows:
+            writer.add(self.rows)
+            self.rows = []
+
+
+def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, predictor: Any = None) -> WorkerFinished:
+    """Evaluate ``job``; events go to ``emit``. Used by the worker process and usable in-process.
+
+    ``predictor`` (optional) replaces ``load_predictor(job.model, ...)``, e.g. to reuse a loaded
+    model. Raises ModelUnavailable, SystematicFailure or FileNotFoundError (unknown dataset).
+    """
+    job.validate()
+    stop = stop or threading.Event()
+    t_start = time.monotonic()
+    cache = Cache(Path(job.cache_root))
+    rows, missing = load_rows(cache, job)
+    if missing:
+        emit(Log(model=job.model, mode=job.mode, worker=job.worker, level="warning",
+                 message=f"{len(missing)} material id(s) not in dataset {job.dataset!r}, skipped: {', '.join(missing[:5])}"))
+
+    threads = set_torch_threads(job.torch_threads, prefetch=job.prefetch > 0) if job.device == "cpu" or job.torch_threads else None
+    t_load = time.monotonic()
+    if predictor is None:
+        emit(Log(model=job.model, mode=job.mode, worker=job.worker, level="info",
+                 message=f"loading {job.model} on {job.device_label or job.device} ({job.dtype}) for {len(rows)} structures"))
+        from mliap_tui.models.registry import load_predictor
+
+        predictor = load_predictor(job.model, device=job.device, dtype=job.dtype, checkpoint=job.checkpoint)
+    load_s = time.monotonic() - t_load
+    spec = predictor.spec
+    device = str(getattr(predictor, "device", job.device))
+    device_label = job.device_label or device
+    run_id = job.run_id or f"worker-{os.getpid()}-{int(time.time())}"
+    batch_atoms = job.batch_atoms or default_batch_atoms(spec, device)
+
+    total = len(rows)
+    atoms_total = sum(len(r["species"]) if r.get("species") is not None else 0 for r in rows)
+    emit(WorkerStarted(model=job.model, mode=job.mode, worker=job.worker, run_id=run_id, pid=os.getpid(),
+                       python=sys.executable, device=device_label, dtype=job.dtype, total=total,
+                       atoms_total=atoms_total, batch_atoms=batch_atoms, load_s=load_s, torch_threads=threads))
+
+    tracker = ProgressTracker(model=job.model, mode=job.mode, total=total, atoms_total=atoms_total,
+                              device=device_label, worker=job.worker, window_s=job.rate_window_s,
+                              interval_s=job.progress_interval_s, memory_device=device)
+    writer = ChunkWriter(cache, job, emit)
+    maker = RowMaker(job, spec.energy_convention, device_label, run_id)
+    streak = _Streak(job.max_consecutive_errors)
+
+    def items() -> Iterator[Item]:
+        for i, row in enumerate(rows):
+            if stop.is_set():
+                return
+            yield item_from_row(i, row, unsupported=spec.unsupported, model=job.model,
+                                min_distance=job.min_distance_ang, extra=row.get("mp2020_correction_per_atom"))
+
+    def record(outcomes: Sequence[Outcome]) -> None:
+        n_ok = 0
+        failures = []
+        for o in outcomes:
+            streak.feed(o.error_kind, maker.from_outcome(o), writer)
+            if o.ok:
+                n_ok += 1
+            else:
+                failures.append((o.item.material_id, o.error or "failed"))
+        tracker.record(ok=n_ok, failed=len(failures), atoms=sum(o.item.n_atoms for o in outcomes), failures=failures)
+        writer.maybe_flush()
+        if tracker.due():
+            emit(tracker.event())
+
+    t_eval = time.monotonic()
+    try:
+        if job.mode == "static":
+            sizer = AdaptiveBatchSize(batch_atoms, minimum=1)
+            tracker.batch_atoms = batch_atoms
+
+            def on_oom(n_structures: int, n_atoms: int) -> None:
+                emit(Log(model=job.model, mode=job.mode, worker=job.worker, level="warning",
+                         message=f"out of memory on a batch of {n_structures} structures / {n_atoms} atoms: "
+                                 f"splitting; batch budget now {sizer.current} atoms"))
+
+            evaluator = BatchEvaluator(predictor, forces=job.forces, stress=job.stress, batch_size=sizer,
+                                       device=device, on_oom=on_oom)
+            with Prefetcher(make_batches(items(), sizer), evaluator.prepare, depth=job.prefetch) as prefetch:
+                for prepared in prefetch:
+                    outcomes = evaluator.evaluate(prepared)
+                    tracker.batch_atoms = sizer.current
+                    record(outcomes)
+                    if stop.is_set():
+                        break
+        else:
+            calc = predictor.ase_calculator()
+            for item in items():
+                outcome = relax_one(item, calc, job, device, stop)
+                if outcome is None:  # cancelled mid-relaxation: not recorded, redone next run
+                    break
+                record([outcome])
+                if stop.is_set():
+                    break
+        streak.release(writer)
+    finally:
+        # commit whatever is evaluated, also on SystematicFailure (its streak rows stay out)
+        writer.flush()
+    eval_s = time.monotonic() - t_eval
+    if tracker.done and tracker.emitted_done != tracker.done:
+        emit(tracker.event())
+    mem, kind = peak_memory(device)
+    return WorkerFinished(
+        model=job.model, mode=job.mode, worker=job.worker, done=tracker.done, total=total, ok=tracker.ok,
+        failed=tracker.failed, atoms_done=tracker.atoms_done, wall_s=time.monotonic() - t_start, eval_s=eval_s,
+        structures_per_s=tracker.done / eval_s if eval_s > 0 and tracker.done else None,
+        atoms_per_s=tracker.atoms_done / eval_s if eval_s > 0 and tracker.done else None,
+        cancelled=stop.is_set() and tracker.done < total, device=device_label, peak_memory_bytes=mem, memory_kind=kind,
+    )
+
+
+def relax_one(item: Item, calc: Any, job: WorkerJob, device: str, stop: threading.Event | None = None) -> Outcome | None:
+    """FIRE + FrechetCellFilter relaxation of one structure (None when ``stop`` interrupts it).
+
+    The outcome's prediction carries the relaxed-structure columns in ``.extra``.
+    """
+    if item.error is not None:
+        return Outcome(item, error=item.error, error_kind=item.error_kind)
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+
+    t = time.perf_counter()
+    atoms = item.atoms
+    try:
+        atoms.calc = calc
+        opt = FIRE(FrechetCellFilter(atoms), logfile=None)
+        for _ in opt.irun(fmax=job.relax_fmax, steps=job.relax_max_steps):
+            if stop is not None and stop.is_set():
+                return None
+        energy = float(atoms.get_potential_energy())
+        forces = atoms.get_forces() if job.forces else None
+        stress = atoms.get_stress(voigt=True) * GPA_PER_EV_PER_ANG3 if job.stress else None
+        steps = int(opt.nsteps)
+    except Exception as exc:  # noqa: BLE001 - one structure fails, the run goes on
+        kind = OOM if is_oom_error(exc) else EXCEPTION
+        reason = f"relaxation failed: {describe_exception(exc)}"
+        return Outcome(item, error=reason, error_kind=kind, wall_s=time.perf_counter() - t)
+    finally:
+        atoms.calc = None
+    wall = time.perf_counter() - t
+    from mliap_tui.models.base import Prediction
+
+    reason = batching.check_prediction(Prediction(energy, forces, stress), item.n_atoms, job.forces, job.stress)
+    if reason is not None:
+        return Outcome(item, error=f"after relaxation: {reason}", error_kind=batching.NON_FINITE, wall_s=wall)
+    lattice = np.asarray(atoms.cell.array, dtype=float)
+    frac = np.asarray(atoms.get_scaled_positions(wrap=False), dtype=float)
+    extra: dict[str, Any] = {
+        "relaxed_lattice_ang": lattice.ravel().tolist(),
+        "relaxed_frac_coords": frac.ravel().tolist(),
+        "relax_steps": steps,
+    }
+    try:
+        from mliap_tui.symmetry import analyze_cell
+
+        info = analyze_cell(lattice, atoms.get_chemical_symbols(), frac, symprec_ang=job.symprec_ang)
+        extra["relaxed_spacegroup_number"] = int(info.spacegroup_number)
+        extra["relaxed_total_dof"] = int(info.total_dof)
+    except Exception as exc:  # noqa: BLE001 - symmetry is a bonus; the energy stands
+        print(f"symmetry analysis of relaxed {item.material_id} failed: {describe_exception(exc)}", file=sys.stderr)
+    return Outcome(item, prediction=_RelaxResult(energy, forces, stress, extra), wall_s=wall)
+
+
+class _RelaxResult:
+    """A Prediction-like object that also carries the relaxed-structure columns."""
+
+    def __init__(self, energy_ev: float, forces: Any, stress: Any, extra: dict[str, Any]):
+        self.energy_ev, self.forces_ev_per_ang, self.stress_gpa, self.extra = energy_ev, forces, stress, extra
+
+
+# --------------------------------------------------------------------------------------------
+# the process
+# --------------------------------------------------------------------------------------------
+
+
+class EventWriter:
+    """Writes events as JSON lines to a file object; a closed pipe sets ``broken``."""
+
+    def __init__(self, stream: Any, on_broken: Callable[[], None] | None = None):
+        self.stream = stream
+        self.lock = threading.Lock()
+        self.broken = False
+        self.on_broken = on_broken
+
+    def __call__(self, event: Event) -> None:
+        if self.broken:
+            return
+        line = event.to_json() + "\n"
+        with self.lock:
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self.broken = True
+                if self.on_broken is not None:
+                    self.on_broken()
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the parent dies (the runner was killed), so no orphan keeps going."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mliap_tui.engine.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("--job", required=True, help="job JSON file, or - for stdin")
+    parser.add_argument("--die-with-parent", action="store_true", help="stop when the parent process dies (Linux)")
+    args = parser.parse_args(argv)
+
+    # stdout carries events only: keep a private handle on it, send fd 1 (library prints) to stderr
+    events_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    stop = threading.Event()
+    emit = EventWriter(os.fdopen(events_fd, "w", buffering=1, encoding="utf-8"), on_broken=stop.set)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    parent = os.getppid()
+    if args.die_with_parent:
+        _die_with_parent()
+        if os.getppid() != parent:
+            return EXIT_ERROR
+
+    job_model, job_mode, job_worker = "", "static", 0
+    try:
+        text = sys.stdin.read() if args.job == "-" else Path(args.job).read_text()
+        job = WorkerJob.from_json(text)
+        job_model, job_mode, job_worker = job.model, job.mode, job.worker
+    except (OSError, ProtocolError) as exc:
+        emit(WorkerError(kind="bad_job", message=f"bad job: {one_line(str(exc))}"))
+        return EXIT_BAD_JOB
+
+    from mliap_tui.models.base import ModelUnavailable
+
+    def error(kind: str, message: str) -> None:
+        emit(WorkerError(model=job_model, mode=job_mode, worker=job_worker, kind=kind, message=one_line(message, 500)))
+
+    try:
+        finished = run_job(job, emit, stop)
+    except ModelUnavailable as exc:
+        error("model_unavailable", str(exc))
+        return EXIT_MODEL_UNAVAILABLE
+    except SystematicFailure as exc:
+        error("systematic_failure", f"{job.model}: {exc}")
+        return EXIT_ERROR
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        traceback.print_exc(file=sys.stderr)
+        error("bad_job", str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+        return EXIT_BAD_JOB
+    except Exception as exc:  # noqa: BLE001 - report, keep the traceback on stderr
+        traceback.print_exc(file=sys.stderr)
+        error("exception", f"{job.model}: {describe_exception(exc)}")
+        return EXIT_ERROR
+    emit(finished)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
