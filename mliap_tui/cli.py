@@ -255,7 +255,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mliap_tui.engine.rich_progress import RichProgress
+    from mliap_tui.engine.rich_progress import RichProgress, summary_table
     from mliap_tui.engine.runner import run_evaluation
 
     cache = _cache(args)
@@ -276,7 +276,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             checkpoints=_pairs(args.checkpoint, "--checkpoint"),
         )
-    console.print(summary.format())
+    console.print(summary_table(summary))
     if summary.ok:
         console.print(f"[dim]next: mliap-tui summary --data {args.data} --by dof   (or mliap-tui to explore)[/dim]")
     return 0 if summary.ok else 1

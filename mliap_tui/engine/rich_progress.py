@@ -16,7 +16,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBar, TaskID, TextColumn
+from rich.table import Table
+from rich.progress import BarColumn, Progress as RichBar, TaskID, TextColumn
 
 from mliap_tui.engine.progress import format_bytes, format_duration, memory_label
 from mliap_tui.engine.protocol import (
@@ -43,15 +44,16 @@ class RichProgress:
     def __init__(self, console: Console | None = None, transient: bool = False, show_chunks: bool = False):
         self.console = console or Console(stderr=True)
         self.show_chunks = show_chunks
+        # two lines per model so the whole display fits an 80-column SSH terminal:
+        #   chgnet-0.3.0        ━━━━━━━━━━━━━━━━━━━━  120/400  ETA 0:18  running
+        #   cpu RSS 1.1 GB                            17.1 struct/s  231 atoms/s  failed 0
         self.bar = RichBar(
-            TextColumn("[bold]{task.fields[model]:<24}[/]"),
-            BarColumn(bar_width=28),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rates]}"),
-            TextColumn("ETA {task.fields[eta]}"),
-            TextColumn("{task.fields[failed]}"),
-            TextColumn("[dim]{task.fields[where]}[/]"),
-            TextColumn("{task.fields[status]}"),
+            TextColumn("[bold]{task.fields[model]}[/]\n[dim]{task.fields[where]}[/]"),
+            BarColumn(bar_width=20),
+            TextColumn(
+                "{task.completed}/{task.total}  ETA {task.fields[eta]}  {task.fields[status]}\n"
+                "{task.fields[rates]}  {task.fields[failed]}"
+            ),
             console=self.console,
             transient=transient,
             refresh_per_second=4,
@@ -88,13 +90,13 @@ class RichProgress:
             self.bar.update(task, status=f"[dim]skipped: {escape(ev.reason)}[/]")
         elif isinstance(ev, WorkerStarted):
             task = self._task(ev.model)
-            self.bar.update(task, status=f"running (model loaded in {ev.load_s:.1f} s)", where=ev.device)
+            self.bar.update(task, status=f"running (loaded in {ev.load_s:.1f} s)", where=ev.device)
         elif isinstance(ev, Progress):
             task = self._task(ev.model)
             failed = f"[red]failed {ev.failed}[/]" if ev.failed else "failed 0"
             if ev.last_failures:
                 mid, reason = ev.last_failures[-1]
-                failed += f" [dim](last {escape(mid)}: {escape(reason[:48])})[/]"
+                failed += f" [dim](last {escape(mid)}: {escape(reason[:40])})[/]"
             mem = f"{memory_label(ev.memory_kind)} {format_bytes(ev.peak_memory_bytes)}"
             self.bar.update(
                 task,
@@ -103,7 +105,7 @@ class RichProgress:
                 rates=f"{_rate(ev.structures_per_s, 'struct/s')}  {_rate(ev.atoms_per_s, 'atoms/s', 0)}",
                 eta=format_duration(ev.eta_s),
                 failed=failed,
-                where=f"{ev.device} {mem}",
+                where=f"{ev.device}: {mem}",
             )
         elif isinstance(ev, ChunkCommitted):
             if self.show_chunks:
@@ -119,6 +121,31 @@ class RichProgress:
             task = self._task(ev.model)
             rate = _rate(ev.structures_per_s, "struct/s")
             state = "[yellow]cancelled[/]" if ev.cancelled else "[green]done[/]"
-            self.bar.update(task, status=f"{state} {ev.ok} ok, {ev.failed} failed, {rate}, {format_duration(ev.wall_s)}")
+            self.bar.update(task, status=f"{state} in {format_duration(ev.wall_s)}", rates=rate,
+                            failed=f"{ev.ok} ok, {ev.failed} failed")
         elif isinstance(ev, RunFinished):
             self.bar.refresh()
+
+
+def summary_table(summary: Any) -> Table:
+    """A RunSummary as a rich table that fits 80 columns."""
+    title = f"run {summary.run_id} on {summary.dataset} ({summary.mode}, {summary.device})"
+    if summary.cancelled:
+        title += " [yellow]cancelled: run again to resume[/]"
+    table = Table(title=title, title_justify="left")
+    table.add_column("model", no_wrap=True)
+    for col in ("cached", "new ok", "failed", "struct/s", "time"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("status", overflow="fold")
+    for m in summary.models:
+        status = f"[red]{escape(m.error)}[/]" if m.error else ("[yellow]cancelled[/]" if m.cancelled else "[green]ok[/]")
+        table.add_row(
+            m.model,
+            f"{m.already_done:,}",
+            f"{m.ok:,}",
+            f"[red]{m.failed:,}[/]" if m.failed else "0",
+            f"{m.structures_per_s:.1f}" if m.structures_per_s else "-",
+            format_duration(m.wall_s),
+            status,
+        )
+    return table
