@@ -28,10 +28,11 @@ import polars as pl
 import pytest
 
 from mliap_tui.cache import Cache
+from mliap_tui.paths import SHARED_DATA_DIR
 
 FIXTURE_VERSION = 2
 DATASET = "t"
-CSV = Path("/work/shared/data/mp/mp20_biternary_test.csv.gz")
+CSV = SHARED_DATA_DIR / "mp" / "mp20_biternary_test.csv.gz"
 N_MATERIALS = 40
 MAX_SITES = 10
 PER_SYSTEM = 8
