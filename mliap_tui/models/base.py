@@ -74,3 +74,27 @@ class Predictor(Protocol):
     def ase_calculator(self) -> Any:
         """The family's own ASE calculator, for relaxations and for the naive-loop benchmark."""
         ...
+
+
+def split_batch(
+    energies_ev: np.ndarray,
+    n_atoms: Sequence[int],
+    forces_ev_per_ang: np.ndarray | None = None,
+    stress_gpa: np.ndarray | None = None,
+) -> list[Prediction]:
+    """One Prediction per structure from a batch's outputs.
+
+    ``energies_ev``: (B,) total energies; ``forces_ev_per_ang``: (sum n_atoms, 3) stacked in
+    structure order; ``stress_gpa``: (B, 6) Voigt in ASE order and sign.
+    """
+    energies = np.asarray(energies_ev, dtype=float).reshape(-1)
+    results, start = [], 0
+    for i, n in enumerate(n_atoms):
+        pred = Prediction(energy_ev=float(energies[i]))
+        if forces_ev_per_ang is not None:
+            pred.forces_ev_per_ang = np.array(forces_ev_per_ang[start : start + n], dtype=float)
+        if stress_gpa is not None:
+            pred.stress_gpa = np.array(stress_gpa[i], dtype=float)
+        results.append(pred)
+        start += n
+    return results

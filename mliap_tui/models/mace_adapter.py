@@ -14,7 +14,9 @@ import io
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction
+import numpy as np
+
+from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction, split_batch
 from mliap_tui.models.registry import (
     BatchedPredictor,
     allow_e3nn_slice_unpickling,
@@ -90,16 +92,8 @@ class MACEPredictor(BatchedPredictor):
         energies = out["energy"].detach().cpu().double().numpy().reshape(-1)
         forces = out["forces"].detach().cpu().numpy().astype(float) if prepared.forces else None
         stresses = out["stress"].detach().cpu().numpy().astype(float) if prepared.stress else None
-        results, start = [], 0
-        for i, n_atoms in enumerate(prepared.n_atoms):
-            pred = Prediction(energy_ev=float(energies[i]))
-            if forces is not None:
-                pred.forces_ev_per_ang = forces[start : start + n_atoms].copy()
-            if stresses is not None:
-                pred.stress_gpa = stress_ev_per_ang3_to_gpa(voigt6_from_3x3(stresses[i]))
-            results.append(pred)
-            start += n_atoms
-        return results
+        stress_gpa = None if stresses is None else np.array([stress_ev_per_ang3_to_gpa(voigt6_from_3x3(s)) for s in stresses])
+        return split_batch(energies, prepared.n_atoms, forces, stress_gpa)
 
     def ase_calculator(self) -> Any:
         """The MACECalculator that ``mace_mp`` built (same model object)."""

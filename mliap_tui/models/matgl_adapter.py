@@ -12,7 +12,9 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction
+import numpy as np
+
+from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction, split_batch
 from mliap_tui.models.registry import BatchedPredictor, check_elements, voigt6_from_3x3, with_elements
 
 
@@ -87,16 +89,8 @@ class MatglPredictor(BatchedPredictor):
         energies = out[0].detach().cpu().double().numpy().reshape(-1)
         forces = out[1].detach().cpu().numpy().astype(float) if prepared.forces else None
         stresses = out[2].detach().cpu().numpy().astype(float).reshape(-1, 3, 3) if prepared.stress else None
-        results, start = [], 0
-        for i, n_atoms in enumerate(prepared.n_atoms):
-            pred = Prediction(energy_ev=float(energies[i]))
-            if forces is not None:
-                pred.forces_ev_per_ang = forces[start : start + n_atoms].copy()
-            if stresses is not None:
-                pred.stress_gpa = voigt6_from_3x3(stresses[i])
-            results.append(pred)
-            start += n_atoms
-        return results
+        stress_gpa = None if stresses is None else np.array([voigt6_from_3x3(s) for s in stresses])
+        return split_batch(energies, prepared.n_atoms, forces, stress_gpa)
 
     def ase_calculator(self) -> Any:
         """matgl's PESCalculator, with stress in eV/Å^3 as ASE optimisers expect."""

@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction
+import numpy as np
+
+from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction, split_batch
 from mliap_tui.models.registry import BatchedPredictor, check_elements, stress_ev_per_ang3_to_gpa
 
 
@@ -75,16 +77,8 @@ class ORBPredictor(BatchedPredictor):
         energies = out["energy"].detach().cpu().double().numpy().reshape(-1)
         forces = out[forces_name].detach().cpu().numpy().astype(float) if prepared.forces else None
         stresses = out[stress_name].detach().cpu().numpy().astype(float).reshape(-1, 6) if prepared.stress else None
-        results, start = [], 0
-        for i, n_atoms in enumerate(prepared.n_atoms):
-            pred = Prediction(energy_ev=float(energies[i]))
-            if forces is not None:
-                pred.forces_ev_per_ang = forces[start : start + n_atoms].copy()
-            if stresses is not None:
-                pred.stress_gpa = stress_ev_per_ang3_to_gpa(stresses[i])
-            results.append(pred)
-            start += n_atoms
-        return results
+        stress_gpa = None if stresses is None else np.array([stress_ev_per_ang3_to_gpa(s) for s in stresses])
+        return split_batch(energies, prepared.n_atoms, forces, stress_gpa)
 
     def ase_calculator(self) -> Any:
         from orb_models.forcefield.calculator import ORBCalculator

@@ -13,7 +13,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from mliap_tui.models.base import ModelSpec, Prediction
+import numpy as np
+
+from mliap_tui.models.base import ModelSpec, Prediction, split_batch
 from mliap_tui.models.registry import (
     BatchedPredictor,
     allow_e3nn_slice_unpickling,
@@ -117,16 +119,8 @@ class SevenNetPredictor(BatchedPredictor):
         energies = out[KEY.PRED_TOTAL_ENERGY].detach().cpu().double().numpy().reshape(-1)
         forces = out[KEY.PRED_FORCE].detach().cpu().numpy().astype(float) if prepared.forces else None
         stresses = out[KEY.PRED_STRESS].detach().cpu().numpy().astype(float) if prepared.stress else None
-        results, start = [], 0
-        for i, n_atoms in enumerate(prepared.n_atoms):
-            pred = Prediction(energy_ev=float(energies[i]))
-            if forces is not None:
-                pred.forces_ev_per_ang = forces[start : start + n_atoms].copy()
-            if stresses is not None:
-                pred.stress_gpa = stress_ev_per_ang3_to_gpa(-stresses[i][_SEVENN_TO_ASE_VOIGT])
-            results.append(pred)
-            start += n_atoms
-        return results
+        stress_gpa = None if stresses is None else np.array([stress_ev_per_ang3_to_gpa(-s[_SEVENN_TO_ASE_VOIGT]) for s in stresses])
+        return split_batch(energies, prepared.n_atoms, forces, stress_gpa)
 
     def ase_calculator(self) -> Any:
         """sevenn's SevenNetCalculator on the same checkpoint (it runs in float32 only)."""
