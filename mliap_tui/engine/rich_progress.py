@@ -119,10 +119,8 @@ class RichProgress:
             self.console.print(f"[red]{escape(ev.model)}: {escape(ev.message)}[/]")
         elif isinstance(ev, WorkerFinished):
             task = self._task(ev.model)
-            rate = _rate(ev.structures_per_s, "struct/s")
             state = "[yellow]cancelled[/]" if ev.cancelled else "[green]done[/]"
-            self.bar.update(task, status=f"{state} in {format_duration(ev.wall_s)}", rates=rate,
-                            failed=f"{ev.ok} ok, {ev.failed} failed")
+            self.bar.update(task, status=f"{state} {ev.ok} ok, {ev.failed} failed in {format_duration(ev.wall_s)}")
         elif isinstance(ev, RunFinished):
             self.bar.refresh()
 

@@ -1,4 +1,4 @@
-"""Command-palette providers (ctrl+p): screens, filters, models, metrics, datasets, export."""
+"""Command-palette providers (ctrl+p): screens, filters, models, metrics, datasets, export, runs."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class ExploreCommands(Provider):
             ("Export filtered table to CSV", screen.action_export, "asks for the path; never overwrites silently"),
             ("Clear filter", screen.action_clear_filter, "show every material"),
             ("Help: keys and filter language", self.app.action_help, "also on ?"),
+            ("Run models (run screen)", self.app.action_run_screen, "evaluate models on a dataset (also r)"),
             ("Show: table", partial(screen.action_show_tab, "table"), "virtual table of the filtered materials"),
         ]
         for kind in plots.PLOT_KINDS:
@@ -47,6 +48,47 @@ class ExploreCommands(Provider):
         for dataset in screen.cache.datasets():
             out.append((f"Dataset: {dataset}", partial(screen.set_dataset, dataset), "load another dataset of the cache"))
         out.append(("Reload cache", screen.action_reload, "re-read predictions written since the app started"))
+        return out
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self.commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self.commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class RunCommands(Provider):
+    """Commands of the Run screen: start/cancel, models, mode, device, dataset, import."""
+
+    def commands(self) -> list[tuple[str, Callable[[], object], str]]:
+        from mliap_tui.tui.run_screen import DEVICES, MODES, RunScreen
+
+        screen = self.screen
+        if not isinstance(screen, RunScreen):
+            return []
+        out: list[tuple[str, Callable[[], object], str]] = [
+            ("Run: start", screen.action_start, "evaluate what is not cached yet (also s)"),
+            ("Run: cancel", screen.action_cancel_run, "workers commit what they evaluated (also x)"),
+            ("Run: setup", screen.action_setup, "dataset, models, mode, device (also n)"),
+            ("Run: progress", screen.action_show_progress, "per-model progress panes (also v)"),
+            ("Run: import the shipped sample", screen.action_import_sample, "same as mliap-tui data import sample (also i)"),
+            ("Back to the explorer", screen.action_back, "the run goes on (also escape)"),
+            ("Help: keys", self.app.action_help, "also on ?"),
+        ]
+        for mode in MODES:
+            out.append((f"Run mode: {mode}", partial(screen.set_option, "mode", mode), "single point or FIRE relaxation"))
+        for device in DEVICES:
+            out.append((f"Run device: {device}", partial(screen.set_option, "device", device), "auto = GPUs if any, else CPU"))
+        for dataset in screen.cache.datasets():
+            out.append((f"Run dataset: {dataset}", partial(screen.set_option, "dataset", dataset), "dataset of the cache"))
+        for model_id, ready, message in screen.choices:
+            if ready:
+                out.append((f"Run only model: {model_id}", partial(screen.set_models, [model_id]), message))
         return out
 
     async def discover(self) -> Hits:

@@ -33,7 +33,9 @@ def help_renderable(overrides: dict[str, str]) -> Group:
         ("mliap-tui explorer", "bold"),
         " — cached DFT vs model energies; nothing is recomputed. Values are eV/atom, errors "
         "(prediction − DFT, negative = underpredicted) are shown in meV/atom.\n"
-        "Running models is not in the app yet: use `mliap-tui run --data D --models M` in a shell, then R here to reload.\n",
+        "r opens the run screen: pick a dataset, models (greyed ones cannot run here, with the reason), mode and "
+        "device, s starts, x cancels (what was computed is kept; s again resumes). "
+        "From a shell: `mliap-tui run --data D --models M`, then R here to reload.\n",
         (f"keymap file: {keymap_path()}", "dim"),
     )
     grammar = Text(GRAMMAR_HELP.replace("``", "").replace("::\n", ""))

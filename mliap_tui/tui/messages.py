@@ -55,3 +55,59 @@ class ExportFinished(Message):
         super().__init__()
         self.result = result
         self.error = error
+
+
+# ---- run screen ---------------------------------------------------------------------------
+
+
+class EngineEvent(Message):
+    """One typed engine event (mliap_tui.engine.protocol) from the run's thread worker."""
+
+    def __init__(self, token: int, event: object) -> None:
+        super().__init__()
+        self.token = token
+        self.event = event
+
+
+class RunEnded(Message):
+    """EvaluationRun.run() returned (summary) or raised (error, one line)."""
+
+    def __init__(self, token: int, summary: object | None, error: str | None = None) -> None:
+        super().__init__()
+        self.token = token
+        self.summary = summary
+        self.error = error
+
+
+class PlanComputed(Message):
+    """What each selected model still has to do (EvaluationRun.plan())."""
+
+    def __init__(self, token: int, plan: list, error: str | None = None) -> None:
+        super().__init__()
+        self.token = token
+        self.plan = plan
+        self.error = error
+
+
+class FailuresLoaded(Message):
+    """Failed rows (material_id, formula, error) of one model read from the cache."""
+
+    def __init__(self, model: str, rows: list[dict], error: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.rows = rows
+        self.error = error
+
+
+class SampleImported(Message):
+    def __init__(self, dataset: str | None, report_text: str, error: str | None = None) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.report_text = report_text
+        self.error = error
+
+
+class DeviceSampled(Message):
+    def __init__(self, sample: object) -> None:
+        super().__init__()
+        self.sample = sample
