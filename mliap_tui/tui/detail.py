@@ -111,6 +111,7 @@ class DetailScreen(Screen):
 
     BINDINGS = [
         Binding("escape,q,backspace", "app.pop_screen", "Back", id="detail.back"),
+        Binding("p", "open_pes", "PES slice", id="detail.pes"),
     ]
 
     def __init__(self, cache: Cache, data: LoadedDataset, material_id: str) -> None:
@@ -144,6 +145,12 @@ class DetailScreen(Screen):
         self.detail = message.detail
         self.query_one("#detail-structure", Static).update(structure_renderable(message.detail))
         self.query_one("#detail-energies", Static).update(energies_renderable(message.detail))
+
+    def action_open_pes(self) -> None:
+        """Open the symmetry-restricted PES slice screen of the shown material."""
+        from mliap_tui.tui.pes_screen import PesScreen
+
+        self.app.push_screen(PesScreen(self.cache, self.data.dataset, self.material_id))
 
     def on_detail_failed(self, message: DetailFailed) -> None:
         self.query_one("#detail-structure", Static).update(
