@@ -9,6 +9,7 @@ wbm_json           matcalc WBM JSON (pbe54: uncorrected/corrected energy; pbe52:
 structure_files    folder of *.cif, *.vasp, POSCAR*, CONTCAR* (structures only)
 extxyz             extended XYZ with energies/forces (raw energy by default)
 ase_db             ASE database (.db) with energies/forces (raw energy by default)
+si_rare_events     Si rare-event set folder (DATA.json + structure_poscars.zip; DFT_K4 forces)
 =================  ====================================================================
 
 A reader yields one record per crystal; a bad file or row becomes a record with ``error`` set, so
@@ -25,6 +26,7 @@ from mliap_tui.data.readers._common import DFT_KEYS, RawRecord, error_record, fo
 from mliap_tui.data.readers.ase_formats import read_ase_db, read_extxyz
 from mliap_tui.data.readers.entries_json import read_entries_json
 from mliap_tui.data.readers.mp_csv import read_mp_csv
+from mliap_tui.data.readers.si_rare_events import is_si_rare_event_set, read_si_rare_events
 from mliap_tui.data.readers.structure_files import is_structure_file, read_structure_files
 from mliap_tui.data.readers.wbm_json import read_wbm_json
 
@@ -45,6 +47,7 @@ FORMATS: dict[str, Callable[..., Iterator[RawRecord]]] = {
     "structure_files": read_structure_files,
     "extxyz": read_extxyz,
     "ase_db": read_ase_db,
+    "si_rare_events": read_si_rare_events,
 }
 
 _SUFFIX_FORMATS = {
@@ -68,6 +71,8 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
+    if is_si_rare_event_set(path):
+        return "si_rare_events"
     if path.is_dir():
         return "structure_files"
     suffix = format_suffix(path)
