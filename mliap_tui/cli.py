@@ -25,6 +25,8 @@ typical session:
   mliap-tui models                                 # which models can run here, and why not
   mliap-tui run --data sample --models chgnet-0.3.0,sevennet-0
   mliap-tui summary --by dof                       # MAE / mean signed error per DOF bin
+  mliap-tui pes mp-560588 --axes Zn:2b:z,lattice:c/a --models chgnet-0.3.0,sevennet-0
+  mliap-tui softening --data si-vacancy            # force softening scale (after run --forces)
 
 Energies are eV/atom, forces eV/Å, stress GPa. Signed errors are prediction minus DFT, so
 underprediction is negative. Results live in parquet files under the cache folder
@@ -39,6 +41,7 @@ sources:
   FILE.json[.gz]         pymatgen ComputedStructureEntry list, or a matcalc WBM benchmark file
   FOLDER/                CIF / POSCAR / *.vasp files, one structure each (id = file name)
   FILE.extxyz | FILE.db  extended XYZ or ASE database with energies and forces
+  SI_SET/                a Si rare-event set folder (DATA.json + structure_poscars.zip, Liu, He, Mo 2023)
 
 Bad structures (malformed CIF, partial occupancy, unknown element, zero volume, NaN energy,
 duplicate id) are listed in the report with their reason; the rest is imported.
@@ -89,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--format",
         dest="fmt",
-        choices=["mp_csv", "entries_json", "wbm_json", "structure_files", "extxyz", "ase_db"],
+        choices=["mp_csv", "entries_json", "wbm_json", "structure_files", "extxyz", "ase_db", "si_rare_events"],
         help="force a reader instead of guessing from the path",
     )
     imp.add_argument(
@@ -155,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     # summary ------------------------------------------------------------------------------
     summ = sub.add_parser(
         "summary",
-        help="per-model error tables (MAE, mean signed error, RMSE, % underpredicted)",
+        help="per-model error tables (MAE, mean signed error, RMSE, fraction underpredicted)",
         description="Per-model errors of total energy, formation energy and Ehull against DFT "
         "(prediction minus DFT, eV/atom shown as meV/atom), optionally broken down.",
     )
@@ -193,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--rebuilt-hull", action="store_true", help="add Ehull on hulls rebuilt from this dataset's entries")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing file")
     _add_cache_arg(exp)
+
+    # pes, softening, rare-events ----------------------------------------------------------
+    from mliap_tui.forces_cli import add_force_parsers
+    from mliap_tui.pes_cli import add_pes_parser
+
+    add_pes_parser(sub)
+    add_force_parsers(sub)
     return parser
 
 
@@ -217,18 +227,31 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     cache = _cache(args)
     if args.api_key:
         os.environ["MP_API_KEY"] = args.api_key
-    report = import_dataset(
-        args.source,
-        dataset=args.name,
-        fmt=args.fmt,
-        cache=cache,
-        symprec_ang=args.symprec,
-        limit=args.limit,
-        n_jobs=args.jobs,
-    )
+    if _is_si_rare_event_set(args.source, args.fmt):
+        # the Si rare-event sets also carry per-atom distances to the migrating atom
+        from mliap_tui.analysis.rare_events import import_rare_event_set
+
+        name = args.name or Path(args.source).name.split("_")[0].lower()
+        report = import_rare_event_set(cache, args.source, name)
+    else:
+        report = import_dataset(
+            args.source,
+            dataset=args.name,
+            fmt=args.fmt,
+            cache=cache,
+            symprec_ang=args.symprec,
+            limit=args.limit,
+            n_jobs=args.jobs,
+        )
     console.print(report)
     console.print(f"[dim]stored in {cache.materials_path(report.dataset)}[/dim]")
     return 0 if report.n_loaded else 1
+
+
+def _is_si_rare_event_set(source: str, fmt: str | None) -> bool:
+    from mliap_tui.data.readers.si_rare_events import is_si_rare_event_set
+
+    return fmt == "si_rare_events" or (fmt is None and Path(source).exists() and is_si_rare_event_set(Path(source)))
 
 
 def cmd_data_show(args: argparse.Namespace) -> int:
@@ -316,6 +339,15 @@ def cmd_app(args: argparse.Namespace) -> int:
     return run_app(_cache(args))
 
 
+def _lazy(module: str, name: str):
+    def handler(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -326,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("run", None): cmd_run,
         ("summary", None): cmd_summary,
         ("export", None): cmd_export,
+        ("pes", None): _lazy("mliap_tui.pes_cli", "cmd_pes"),
+        ("softening", None): _lazy("mliap_tui.forces_cli", "cmd_softening"),
+        ("rare-events", None): _lazy("mliap_tui.forces_cli", "cmd_rare_events"),
         (None, None): cmd_app,
     }
     handler = handlers[(args.command, getattr(args, "data_command", None))]

@@ -1,7 +1,9 @@
 """The Textual app: ``run_app(cache)`` is what ``mliap-tui`` with no command opens.
 
-Screens: Explore (filters, summary, virtual table, plots), Detail (one material), Export
-(modal), Help (modal). Every binding has an id (remappable, see ``mliap_tui.tui.keymap``);
+Screens: Explore (filters, summary, virtual table, plots), Detail (one material, with its PES slices
+on ``p``), Forces (softening and rare-event analyses, ``f``), Run (pick
+models and start, follow and cancel an evaluation; installed once so a run goes on while the
+explorer is shown), Export (modal), Help (modal). Every binding has an id (remappable, see ``mliap_tui.tui.keymap``);
 ``ctrl+p`` opens the command palette. Data work runs in thread workers that post typed
 messages (``mliap_tui.tui.messages``); nothing is recomputed from structures except the
 symmetry of the one material shown in the detail view.
@@ -10,6 +12,7 @@ symmetry of the one material shown in the detail view.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
@@ -18,6 +21,7 @@ from mliap_tui.cache import Cache
 from mliap_tui.tui.explore import ExploreScreen
 from mliap_tui.tui.help_screen import HelpScreen
 from mliap_tui.tui.keymap import load_keymap
+from mliap_tui.tui.run_screen import RunScreen
 
 
 class MliapTuiApp(App[int]):
@@ -25,12 +29,17 @@ class MliapTuiApp(App[int]):
     TITLE = "mliap-tui"
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("r", "run_screen", "Run models", id="app.run_screen"),
+        Binding("f", "forces_screen", "Forces", id="app.forces_screen"),
         Binding("q", "quit", "Quit", show=False, id="app.quit"),
     ]
 
     def __init__(self, cache: Cache, dataset: str | None = None, keymap: dict[str, str] | None = None,
-                 keymap_warnings: list[str] | None = None) -> None:
+                 keymap_warnings: list[str] | None = None, run_options: dict[str, Any] | None = None,
+                 device_poll_s: float | None = 1.0) -> None:
         super().__init__()
+        self.run_options = dict(run_options or {})  # extra EvaluationRun options (e.g. torch_threads)
+        self.device_poll_s = device_poll_s
         self.cache = cache
         self.initial_dataset = dataset
         self.keymap_overrides = dict(keymap or {})
@@ -42,10 +51,59 @@ class MliapTuiApp(App[int]):
         for warning in self.keymap_warnings:
             self.notify(warning, severity="warning", timeout=10)
         self.push_screen(ExploreScreen(self.cache, self.initial_dataset))
+        if not self.cache.datasets():
+            self.notify("The cache has no dataset: press r then i to import the shipped sample, "
+                        "or run `mliap-tui data import sample` in a shell.", title="empty cache", timeout=15)
+
+    @property
+    def run_screen(self) -> RunScreen:
+        """The one Run screen (installed, so a run survives going back to the explorer)."""
+        if not self.is_screen_installed("run"):
+            dataset = getattr(self.screen_stack[-1], "dataset", None) if self.screen_stack else None
+            self.install_screen(RunScreen(self.cache, dataset or self.initial_dataset, self.run_options,
+                                          self.device_poll_s), name="run")
+        return self.get_screen("run")  # type: ignore[return-value]
+
+    def action_run_screen(self) -> None:
+        screen = self.run_screen
+        if self.screen is not screen and screen not in self.screen_stack:
+            self.push_screen(screen)
+
+    def action_forces_screen(self) -> None:
+        """Softening and rare-event analyses over every dataset that carries DFT forces."""
+        from mliap_tui.tui.forces_screen import ForcesScreen
+
+        if isinstance(self.screen, ForcesScreen):
+            return
+        datasets = datasets_with_dft_forces(self.cache)
+        if not datasets:
+            self.notify(
+                "No dataset with DFT forces yet. Import one (e.g. `mliap-tui data import "
+                "../shared/data/si_re/Vacancy-RE_Testing_Set --name si-vacancy`) and run the models "
+                "with --forces.", title="force analyses", timeout=12)
+            return
+        self.push_screen(ForcesScreen(self.cache, datasets))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        if self.is_screen_installed("run"):
+            self.run_screen.cancel_for_exit()  # workers commit what they evaluated, then exit
+        self.exit(0)
+
+
+def datasets_with_dft_forces(cache: Cache) -> list[str]:
+    """Datasets whose materials carry DFT forces (lazy: reads one column's null count)."""
+    import polars as pl
+
+    out = []
+    for name in cache.datasets():
+        n = cache.scan_materials(name).select(pl.col("forces_dft_ev_per_ang").is_not_null().sum()).collect().item()
+        if n:
+            out.append(name)
+    return out
 
 
 def run_app(cache: Cache, dataset: str | None = None, keymap_file: str | Path | None = None) -> int:

@@ -31,11 +31,15 @@ def binding_sources() -> list[tuple[str, type]]:
     from mliap_tui.tui.detail import DetailScreen
     from mliap_tui.tui.explore import ExploreScreen
     from mliap_tui.tui.export_screen import ExportScreen
+    from mliap_tui.tui.forces_screen import ForcesScreen
+    from mliap_tui.tui.pes_screen import PesScreen
     from mliap_tui.tui.help_screen import HelpScreen
+    from mliap_tui.tui.run_screen import FailuresScreen, ModelPane, RunScreen
     from mliap_tui.tui.table import VirtualTable
 
     return [("everywhere", MliapTuiApp), ("explore", ExploreScreen), ("table", VirtualTable),
-            ("detail", DetailScreen), ("export dialog", ExportScreen), ("help", HelpScreen)]
+            ("detail", DetailScreen), ("PES slice", PesScreen), ("forces", ForcesScreen), ("run", RunScreen), ("run: model pane", ModelPane),
+            ("failures dialog", FailuresScreen), ("export dialog", ExportScreen), ("help", HelpScreen)]
 
 
 def all_bindings() -> dict[str, tuple[str, str, str]]:
