@@ -1,7 +1,7 @@
 """End-to-end force audit: softening scale, rare-event force errors and E-V bulk moduli.
 
     python scripts/run_force_audit.py --cache /tmp/force_audit/cache \
-        [--models chgnet-0.3.0,sevennet-0] [--data-root /work/shared/data] [--json results.json]
+        [--models chgnet-0.3.0,sevennet-0] [--data-root ../shared/data] [--json results.json]
 
 1. imports the Si rare-event sets (DFT_K4 forces, per-atom r next to them) and the MPtrj frames
    (skipped when already in the cache);
@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from mliap_tui.paths import SHARED_DATA_DIR
+
 DEFAULT_MODELS = "chgnet-0.3.0,sevennet-0"
 
 
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", default="/tmp/force_audit/cache")
     ap.add_argument("--models", default=DEFAULT_MODELS)
-    ap.add_argument("--data-root", default="/work/shared/data")
+    ap.add_argument("--data-root", default=str(SHARED_DATA_DIR))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None, help="where to write the figures (default: <cache>/force_audit.json)")
     ap.add_argument("--reimport", action="store_true", help="import the datasets even if cached")
