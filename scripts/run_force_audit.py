@@ -95,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     formulas = dict(cache.scan_materials("eos-scan").select(
         pl.col("material_id").str.split("@").list.first().alias("b"), "formula").unique("b").collect().iter_rows())
     matrix = eos.bulk_modulus_matrix(eos_tab, formulas)
-    console.print(matrix)
 
     out = Path(args.json) if args.json else cache.root / "force_audit.json"
     out.write_text(json.dumps({

@@ -331,4 +331,4 @@ def test_structure_folder(tmp_path):
 
 
 def test_every_format_has_a_reader():
-    assert set(FORMATS) == {"mp_csv", "entries_json", "wbm_json", "structure_files", "extxyz", "ase_db"}
+    assert set(FORMATS) == {"mp_csv", "entries_json", "wbm_json", "structure_files", "extxyz", "ase_db", "si_rare_events"}
