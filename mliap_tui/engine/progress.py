@@ -213,7 +213,7 @@ def format_bytes(n: int | None) -> str:
 
 
 def memory_label(kind: str) -> str:
-    return {"cuda_max_allocated": "GPU peak", "cpu_peak_rss": "process RSS peak"}.get(kind, kind or "memory")
+    return {"cuda_max_allocated": "GPU peak", "cpu_peak_rss": "RSS peak"}.get(kind, kind or "memory")
 
 
 def format_progress(ev: Progress) -> str:

@@ -105,7 +105,7 @@ class RichProgress:
                 rates=f"{_rate(ev.structures_per_s, 'struct/s')}  {_rate(ev.atoms_per_s, 'atoms/s', 0)}",
                 eta=format_duration(ev.eta_s),
                 failed=failed,
-                where=f"{ev.device}: {mem}",
+                where=f"{ev.device} {mem}",
             )
         elif isinstance(ev, ChunkCommitted):
             if self.show_chunks:
@@ -120,7 +120,7 @@ class RichProgress:
         elif isinstance(ev, WorkerFinished):
             task = self._task(ev.model)
             state = "[yellow]cancelled[/]" if ev.cancelled else "[green]done[/]"
-            self.bar.update(task, status=f"{state} {ev.ok} ok, {ev.failed} failed in {format_duration(ev.wall_s)}")
+            self.bar.update(task, status=f"{state} in {format_duration(ev.wall_s)}")
         elif isinstance(ev, RunFinished):
             self.bar.refresh()
 
