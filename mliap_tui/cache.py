@@ -4,6 +4,7 @@ Layout under the cache root (default ``./cache``, or ``--cache DIR`` / ``$MLIAP_
 
     <root>/datasets/<dataset>/materials.parquet            one row per crystal (MATERIALS_SCHEMA)
     <root>/datasets/<dataset>/import_report.json           what the last import loaded/rejected
+    <root>/datasets/<dataset>/atom_properties.parquet      per-atom values some sets carry (Si sets: r)
     <root>/datasets/<dataset>/predictions/<model>/<mode>/part-*.parquet
                                                            committed result chunks (PREDICTIONS_SCHEMA)
 
@@ -164,6 +165,10 @@ class Cache:
 
     def report_path(self, dataset: str) -> Path:
         return self.dataset_dir(dataset) / "import_report.json"
+
+    def atom_properties_path(self, dataset: str) -> Path:
+        """Per-atom side table (material_id, atom_index, ...) of datasets that carry one."""
+        return self.dataset_dir(dataset) / "atom_properties.parquet"
 
     def predictions_dir(self, dataset: str, model: str | None = None, mode: str | None = None) -> Path:
         path = self.dataset_dir(dataset) / "predictions"

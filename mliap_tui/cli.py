@@ -227,31 +227,18 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     cache = _cache(args)
     if args.api_key:
         os.environ["MP_API_KEY"] = args.api_key
-    if _is_si_rare_event_set(args.source, args.fmt):
-        # the Si rare-event sets also carry per-atom distances to the migrating atom
-        from mliap_tui.analysis.rare_events import import_rare_event_set
-
-        name = args.name or Path(args.source).name.split("_")[0].lower()
-        report = import_rare_event_set(cache, args.source, name)
-    else:
-        report = import_dataset(
-            args.source,
-            dataset=args.name,
-            fmt=args.fmt,
-            cache=cache,
-            symprec_ang=args.symprec,
-            limit=args.limit,
-            n_jobs=args.jobs,
-        )
+    report = import_dataset(
+        args.source,
+        dataset=args.name,
+        fmt=args.fmt,
+        cache=cache,
+        symprec_ang=args.symprec,
+        limit=args.limit,
+        n_jobs=args.jobs,
+    )
     console.print(report)
     console.print(f"[dim]stored in {cache.materials_path(report.dataset)}[/dim]")
     return 0 if report.n_loaded else 1
-
-
-def _is_si_rare_event_set(source: str, fmt: str | None) -> bool:
-    from mliap_tui.data.readers.si_rare_events import is_si_rare_event_set
-
-    return fmt == "si_rare_events" or (fmt is None and Path(source).exists() and is_si_rare_event_set(Path(source)))
 
 
 def cmd_data_show(args: argparse.Namespace) -> int:

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                "si-vacancy": root / "si_re/Vacancy-RE_Testing_Set"}
     for name, path in si_sets.items():
         if args.reimport or not rare_events.atom_properties_path(cache, name).is_file():
-            rep = rare_events.import_rare_event_set(cache, path, name)
+            rep = import_dataset(path, dataset=name, cache=cache)
             console.print(f"imported {name}: {rep.n_loaded} cells, {rep.n_rejected} rejected")
     if args.reimport or not cache.has_materials("mptrj"):
         rep = import_dataset(root / "mptrj/mptrj_10_systems.db", dataset="mptrj", cache=cache)

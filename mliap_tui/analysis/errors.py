@@ -71,12 +71,16 @@ def add_rebuilt_hull(table: pl.DataFrame) -> pl.DataFrame:
     from mliap_tui.thermo import e_above_hull_rebuilt
 
     parts = []
+    dft_hulls: dict[tuple[str, ...], dict[str, float]] = {}  # models with the same ok set share it
     for (model, mode), group in table.group_by("model", "mode", maintain_order=True):
         ok = group.filter(pl.col("e_per_atom_pred_mp2020").is_not_null() & pl.col("e_per_atom_dft_mp2020").is_not_null())
         ids = ok["material_id"].to_list()
         comps = [Composition(formula) for formula in ok["formula"].to_list()]
         pred = e_above_hull_rebuilt(ids, comps, ok["e_per_atom_pred_mp2020"].to_list())
-        dft = e_above_hull_rebuilt(ids, comps, ok["e_per_atom_dft_mp2020"].to_list())
+        key = tuple(ids)
+        if key not in dft_hulls:
+            dft_hulls[key] = e_above_hull_rebuilt(ids, comps, ok["e_per_atom_dft_mp2020"].to_list())
+        dft = dft_hulls[key]
         parts.append(
             group.with_columns(
                 e_above_hull_pred_rebuilt=pl.col("material_id").replace_strict(pred, default=None, return_dtype=pl.Float64),

@@ -7,8 +7,8 @@ Per atom and model:
   below ``MIN_FORCE_EV_PER_ANG``, where a direction is not defined).
 
 Rare-event (RE) atoms are the migrating atoms, ``r == 0`` in the Si sets; ``r`` (distance to the
-migrating atom, Å, capped at 5.5 in the data) comes from ``atom_properties.parquet`` stored next
-to the dataset (:func:`import_rare_event_set`). Datasets without it (e.g. MPtrj frames) get the
+migrating atom, Å, capped at 5.5 in the data) comes from the per-atom table that ``import_dataset``
+stores at ``Cache.atom_properties_path``. Datasets without it (e.g. MPtrj frames) get the
 all-atom metrics only.
 
 Summaries: fractions |dF| > 0.5 eV/Å, dtheta > 15° and > 30°, mean |dF| and median dtheta, for RE
@@ -24,14 +24,13 @@ from typing import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from mliap_tui.cache import Cache, write_parquet_atomic
+from mliap_tui.cache import Cache
 
 MIN_FORCE_EV_PER_ANG = 1e-3
 DF_THRESHOLD_EV_PER_ANG = 0.5
 ANGLE_THRESHOLDS_DEG = (15.0, 30.0)
 #: Distance bins (Å) to the migrating atom: [lo, hi); 0 = the migrating atoms, 5.5 = capped.
 DISTANCE_BINS_ANG = (0.0, 1e-9, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, float("inf"))
-ATOM_PROPERTIES_FILE = "atom_properties.parquet"
 
 
 def force_angle_deg(f_pred: np.ndarray, f_dft: np.ndarray, min_force: float = MIN_FORCE_EV_PER_ANG) -> np.ndarray:
@@ -59,18 +58,7 @@ def magnitude_error(f_pred: np.ndarray, f_dft: np.ndarray) -> np.ndarray:
 
 
 def atom_properties_path(cache: Cache, dataset: str) -> Path:
-    return cache.dataset_dir(dataset) / ATOM_PROPERTIES_FILE
-
-
-def import_rare_event_set(cache: Cache, path: str | Path, dataset: str, k_mesh: str = "DFT_K4"):
-    """import_dataset of a Si rare-event folder + its per-atom r / r_v table next to it."""
-    from mliap_tui.data.importer import import_dataset
-    from mliap_tui.data.readers.si_rare_events import atom_properties_frame
-
-    report = import_dataset(path, dataset=dataset, cache=cache, fmt="si_rare_events")
-    props = atom_properties_frame(path, k_mesh)
-    write_parquet_atomic(props, atom_properties_path(cache, dataset))
-    return report
+    return cache.atom_properties_path(dataset)
 
 
 def load_atom_properties(cache: Cache, dataset: str) -> pl.DataFrame | None:

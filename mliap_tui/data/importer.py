@@ -33,7 +33,15 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from mliap_tui.cache import DEFAULT_SYMPREC_ANG, MATERIALS_SCHEMA, Cache, check_name, conform, write_json_atomic
+from mliap_tui.cache import (
+    DEFAULT_SYMPREC_ANG,
+    MATERIALS_SCHEMA,
+    Cache,
+    check_name,
+    conform,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from mliap_tui.data.readers import DFT_KEYS, RawRecord, read_records
 from mliap_tui.data.readers._common import base_name
 from mliap_tui.data.structures import StructureError, structure_columns
@@ -530,6 +538,8 @@ def import_dataset(
     records = itertools.chain.from_iterable(streams)
     if limit is not None:
         records = itertools.islice(records, limit)
+    per_atom_meta: list[tuple[str, dict]] = []  # per-atom values some readers attach (Si sets: r)
+    records = _keep_per_atom_meta(records, per_atom_meta)
 
     existing = None
     if append and cache.has_materials(dataset):
@@ -548,5 +558,27 @@ def import_dataset(
     report.n_in_dataset = len(df)
     if len(df):
         report.materials_path = str(cache.write_materials(dataset, df))
+        _write_atom_properties(cache, dataset, per_atom_meta, set(df["material_id"].to_list()))
     write_json_atomic(report.to_dict(), cache.report_path(dataset))
     return report
+
+
+def _keep_per_atom_meta(records: Iterable[RawRecord], out: list[tuple[str, dict]]) -> Iterable[RawRecord]:
+    for rec in records:
+        if rec.ok and "r_ang" in rec.meta:
+            out.append((rec.material_id, rec.meta))
+        yield rec
+
+
+def _write_atom_properties(cache: Cache, dataset: str, pairs: list[tuple[str, dict]], kept_ids: set[str]) -> None:
+    """Store the per-atom side table of the imported rows (merged with one already there)."""
+    from mliap_tui.data.readers.si_rare_events import atom_properties_from_meta
+
+    props = atom_properties_from_meta(pairs)
+    if props is None:
+        return
+    props = props.filter(pl.col("material_id").is_in(list(kept_ids)))
+    path = cache.atom_properties_path(dataset)
+    if path.is_file():
+        props = pl.concat([pl.read_parquet(path), props]).unique(["material_id", "atom_index"], keep="last")
+    write_parquet_atomic(props.sort("material_id", "atom_index"), path)

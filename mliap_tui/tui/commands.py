@@ -13,7 +13,25 @@ from mliap_tui.analysis.filters import CRYSTAL_SYSTEMS
 from mliap_tui.tui import plots
 
 
-class ExploreCommands(Provider):
+class ListProvider(Provider):
+    """A provider whose commands are a list of (name, callback, help) built by ``commands()``."""
+
+    def commands(self) -> list[tuple[str, Callable[[], object], str]]:
+        raise NotImplementedError
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self.commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self.commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class ExploreCommands(ListProvider):
     """Commands of the Explore screen."""
 
     def commands(self) -> list[tuple[str, Callable[[], object], str]]:
@@ -50,19 +68,8 @@ class ExploreCommands(Provider):
         out.append(("Reload cache", screen.action_reload, "re-read predictions written since the app started"))
         return out
 
-    async def discover(self) -> Hits:
-        for name, callback, help_text in self.commands():
-            yield DiscoveryHit(name, callback, help=help_text)
 
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, callback, help_text in self.commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
-
-
-class RunCommands(Provider):
+class RunCommands(ListProvider):
     """Commands of the Run screen: start/cancel, models, mode, device, dataset, import."""
 
     def commands(self) -> list[tuple[str, Callable[[], object], str]]:
@@ -90,14 +97,3 @@ class RunCommands(Provider):
             if ready:
                 out.append((f"Run only model: {model_id}", partial(screen.set_models, [model_id]), message))
         return out
-
-    async def discover(self) -> Hits:
-        for name, callback, help_text in self.commands():
-            yield DiscoveryHit(name, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, callback, help_text in self.commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)

@@ -16,8 +16,8 @@ Conventions
 - ``r == 0`` marks the migrating (rare-event) atoms; ``r`` is capped at 5.5 Å in the data (5.5
   means "5.5 Å or farther"). These per-atom values are not materials-table columns: they are in
   ``RawRecord.meta`` (``r_ang``, ``r_v_ang``) and :func:`atom_properties_frame` returns them as
-  a tidy table (stored next to the dataset as ``atom_properties.parquet`` by
-  ``mliap_tui.analysis.rare_events.import_rare_event_set``).
+  a tidy table, which ``mliap_tui.data.importer.import_dataset`` stores at
+  ``Cache.atom_properties_path(dataset)``.
 - material_id: ``<prefix>-<index:03d>``, prefix ``si-int`` / ``si-vac`` from the folder name
   (``si-re`` otherwise).
 """
@@ -127,19 +127,27 @@ def _read(folder: Path, k_mesh: str) -> Iterator[RawRecord]:
         yield RawRecord(material_id=mid, source=source, structure=structure, dft=dft, meta=meta)
 
 
-def atom_properties_frame(path: str | Path, k_mesh: str = DEFAULT_K_MESH):
-    """Tidy polars frame: material_id, atom_index, r_ang, r_v_ang, is_rare_event (r == 0)."""
+def atom_properties_from_meta(pairs) -> "pl.DataFrame | None":
+    """Tidy frame (material_id, atom_index, r_ang, r_v_ang, is_rare_event = r == 0) from
+    ``(material_id, RawRecord.meta)`` pairs; None when no record carried per-atom distances."""
     import polars as pl
 
     rows: dict[str, list] = {"material_id": [], "atom_index": [], "r_ang": [], "r_v_ang": []}
-    for rec in read_si_rare_events(path, k_mesh):
-        if not rec.ok or "r_ang" not in rec.meta:
+    for material_id, meta in pairs:
+        if "r_ang" not in meta:
             continue
-        r = rec.meta["r_ang"]
-        rv = rec.meta.get("r_v_ang") or [None] * len(r)
-        rows["material_id"] += [rec.material_id] * len(r)
+        r = meta["r_ang"]
+        rv = meta.get("r_v_ang") or [None] * len(r)
+        rows["material_id"] += [material_id] * len(r)
         rows["atom_index"] += list(range(len(r)))
         rows["r_ang"] += list(r)
         rows["r_v_ang"] += list(rv)
+    if not rows["material_id"]:
+        return None
     df = pl.DataFrame(rows, schema={"material_id": pl.Utf8, "atom_index": pl.Int32, "r_ang": pl.Float64, "r_v_ang": pl.Float64})
     return df.with_columns(is_rare_event=pl.col("r_ang") == 0.0)
+
+
+def atom_properties_frame(path: str | Path, k_mesh: str = DEFAULT_K_MESH):
+    """The per-atom table of a set folder (see :func:`atom_properties_from_meta`)."""
+    return atom_properties_from_meta((rec.material_id, rec.meta) for rec in read_si_rare_events(path, k_mesh) if rec.ok)
