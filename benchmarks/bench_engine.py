@@ -42,7 +42,7 @@ import polars as pl  # noqa: E402
 
 from mliap_tui.cache import Cache  # noqa: E402
 from mliap_tui.data.structures import row_to_atoms, row_to_structure, structure_columns  # noqa: E402
-from mliap_tui.paths import SHARED_DATA_DIR  # noqa: E402
+from _paths import SHARED_DATA_DIR  # noqa: E402
 
 MP20 = SHARED_DATA_DIR / "mp" / "mp20_biternary_test.csv.gz"
 DATASET = "bench"
@@ -156,7 +156,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from mliap_tui.engine.worker import default_batch_atoms, default_torch_threads, usable_cores
+    from mliap_tui.core.host import usable_cores
+    from mliap_tui.engine.worker import default_batch_atoms, default_torch_threads
     from mliap_tui.models.registry import load_predictor, resolve_device
 
     device = resolve_device(args.device)

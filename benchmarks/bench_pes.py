@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=21)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    from mliap_tui import pes
+    from mliap_tui.analysis.pes import slices as pes
     from mliap_tui.cache import Cache
     from mliap_tui.data.importer import import_dataset, sample_path
 

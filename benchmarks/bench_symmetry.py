@@ -21,9 +21,8 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
-from mliap_tui.paths import SHARED_DATA_DIR
+from _paths import SHARED_DATA_DIR
 
 CSV_FILES = ("mp20_biternary_test.csv.gz", "mp20_biternary_val.csv.gz", "mpts52_test.csv.gz")
 

@@ -61,7 +61,6 @@ MP2020_U_ELEMENTS: tuple[str, ...] = ("Co", "Cr", "Fe", "Mn", "Mo", "Ni", "V", "
 MP2020_OXIDATION_DEPENDENT_ANIONS: frozenset[str] = frozenset(
     ("Br", "I", "Se", "Si", "Sb", "Te", "H", "N", "F", "Cl")
 )
-ELEMENTAL_REFS_FILENAME = "mp_elemental_reference_entries_2023-02-07.json.gz"
 RUN_TYPES = ("GGA", "GGA+U")
 #: Below this many structures the batch correction stays in-process (pool start-up costs more).
 MIN_STRUCTURES_FOR_POOL = 2000
@@ -282,12 +281,10 @@ def mp2020_corrections_per_atom(
 # Elemental references and formation energies
 # --------------------------------------------------------------------------------------------
 def default_elemental_refs_path() -> Path:
-    """The shipped copy (``mliap_tui.paths.ELEMENTAL_REFS``), else the shared data copy."""
-    from mliap_tui import paths
+    """The MP elemental reference entries shipped with the package (``core.resources``)."""
+    from mliap_tui.core.resources import elemental_refs_path
 
-    if paths.ELEMENTAL_REFS.is_file():
-        return paths.ELEMENTAL_REFS
-    return paths.SHARED_DATA_DIR / "mp" / ELEMENTAL_REFS_FILENAME
+    return elemental_refs_path()
 
 
 @lru_cache(maxsize=8)

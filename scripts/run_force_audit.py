@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from mliap_tui.paths import SHARED_DATA_DIR
+#: the shared reference data beside the checkout (or $MLIAP_TUI_SHARED_DATA)
+SHARED_DATA_DIR = Path(os.environ.get("MLIAP_TUI_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 DEFAULT_MODELS = "chgnet-0.3.0,sevennet-0"
 
@@ -40,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     import polars as pl
     from rich.console import Console
 
-    from mliap_tui import forces_cli
-    from mliap_tui.analysis import eos, rare_events, softening
+    from mliap_tui.analysis import eos
+    from mliap_tui.analysis.force_audit import force_audit
+    from mliap_tui.cli import render
     from mliap_tui.cache import Cache
     from mliap_tui.data.importer import import_dataset
     from mliap_tui.engine.runner import run_evaluation
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     si_sets = {"si-interstitial": root / "si_re/Interstitial-RE_Testing_Set",
                "si-vacancy": root / "si_re/Vacancy-RE_Testing_Set"}
     for name, path in si_sets.items():
-        if args.reimport or not rare_events.atom_properties_path(cache, name).is_file():
+        if args.reimport or not cache.atom_properties_path(name).is_file():
             rep = import_dataset(path, dataset=name, cache=cache)
             console.print(f"imported {name}: {rep.n_loaded} cells, {rep.n_rejected} rejected")
     if args.reimport or not cache.has_materials("mptrj"):
@@ -76,22 +79,16 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]{summary.errors}[/red]")
 
     # 4. tables
-    pairs = pl.concat([softening.load_force_pairs(cache, d, models) for d in force_sets], how="vertical")
-    per = softening.softening_table(pairs)
-    agg = softening.aggregate_softening(pairs, per)
+    audit = force_audit(cache, force_sets, models)
+    per, agg, summ, binned = audit.per_structure, audit.aggregate, audit.summary, audit.binned
     for ds in force_sets:
-        console.print(forces_cli.softening_summary_table(agg, ds))
-    atoms = pl.concat([rare_events.atom_errors(softening.load_force_pairs(cache, d, models),
-                                               rare_events.load_atom_properties(cache, d)) for d in force_sets],
-                      how="diagonal_relaxed")
-    summ = rare_events.rare_event_summary(atoms)
-    binned = rare_events.distance_binned(atoms)
+        console.print(render.softening_summary(agg, ds))
     for ds in force_sets:
-        console.print(forces_cli.rare_event_rich_table(summ, ds))
+        console.print(render.rare_event_summary(summ, ds))
     for ds in ("si-interstitial", "si-vacancy"):
-        console.print(forces_cli.distance_rich_table(binned, ds))
+        console.print(render.rare_events_by_distance(binned, ds))
     eos_tab = eos.eos_table(cache, "eos-scan", models)
-    console.print(forces_cli.eos_rich_table(eos_tab))
+    console.print(render.eos_fits(eos_tab))
     formulas = dict(cache.scan_materials("eos-scan").select(
         pl.col("material_id").str.split("@").list.first().alias("b"), "formula").unique("b").collect().iter_rows())
     matrix = eos.bulk_modulus_matrix(eos_tab, formulas)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from mliap_tui.analysis.errors import METRICS
+from mliap_tui.core.vocab import METRICS, NEAR_HULL_EV_PER_ATOM
 
-NEAR_HULL_EV_PER_ATOM = 0.050  # "near hull": DFT Ehull below 50 meV/atom
 DOF_BIN_EDGES = (1, 3, 6, 10, 15, 20, 30)  # bins [1,2], [3,5], [6,9], [10,14], [15,19], [20,29], [30,...)
 
 

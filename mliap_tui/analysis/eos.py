@@ -26,8 +26,8 @@ import numpy as np
 import polars as pl
 
 from mliap_tui.cache import Cache, write_parquet_atomic
+from mliap_tui.core.units import GPA_PER_EV_PER_ANG3, MEV_PER_EV
 
-GPA_PER_EV_PER_ANG3 = 160.21766208
 #: Volume ratios V/V0 of the scan (±6 %, i.e. about ±2 % linear strain).
 VOLUME_SCALES = tuple(float(x) for x in np.round(np.linspace(0.94, 1.06, 9), 4))
 #: Simple crystals of the shipped MP sample used by default.
@@ -108,20 +108,17 @@ def structures_from_sample(material_ids: Iterable[str] = DEFAULT_EOS_IDS) -> dic
 # --------------------------------------------------------------------------------------------
 
 
-def birch_murnaghan(v, e0, v0, b0, b0p):
-    """3rd-order Birch-Murnaghan energy (units of e0; b0 in energy/volume units)."""
-    eta = (v0 / np.asarray(v, dtype=float)) ** (2.0 / 3.0)
-    return e0 + 9.0 * v0 * b0 / 16.0 * ((eta - 1.0) ** 3 * b0p + (eta - 1.0) ** 2 * (6.0 - 4.0 * eta))
-
-
 def birch_murnaghan_fit(volumes_ang3: Sequence[float], energies_ev: Sequence[float]) -> dict[str, float]:
-    """Fit E(V) (per atom or per cell, consistently) with 3rd-order Birch-Murnaghan.
+    """Fit E(V) (per atom or per cell, consistently) with 3rd-order Birch-Murnaghan
+    (``pymatgen.analysis.eos.BirchMurnaghan``).
 
     Returns e0_ev, v0_ang3, b0_gpa, b0_prime, rms_residual_mev (same per-atom/cell basis as the
     input), r2, n_points, and v0_inside_scan (whether the minimum lies inside the scanned range).
     NaN values with an ``error`` when fewer than 5 points or the fit fails.
     """
-    from scipy.optimize import curve_fit
+    import warnings
+
+    from pymatgen.analysis.eos import BirchMurnaghan
 
     v = np.asarray(volumes_ang3, dtype=float)
     e = np.asarray(energies_ev, dtype=float)
@@ -133,22 +130,21 @@ def birch_murnaghan_fit(volumes_ang3: Sequence[float], energies_ev: Sequence[flo
     if v.size < 5:
         out["error"] = f"{v.size} points, need >= 5"
         return out
-    # start from a parabola in V
-    a, b, c = np.polyfit(v, e, 2)
-    v0_guess = -b / (2 * a) if a > 0 else v[np.argmin(e)]
-    b0_guess = max(2 * a * v0_guess, 1e-3) if a > 0 else 0.5
     try:
-        popt, _ = curve_fit(birch_murnaghan, v, e, p0=[e.min(), v0_guess, b0_guess, 4.0], maxfev=20000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pymatgen warns when the minimum lies outside the scan
+            eos = BirchMurnaghan(v, e)
+            eos.fit()
     except Exception as exc:  # noqa: BLE001 - a failed fit is a result, not a crash
         out["error"] = f"fit failed ({type(exc).__name__}: {exc})"
         return out
-    resid = e - birch_murnaghan(v, *popt)
+    resid = e - np.asarray(eos.func(v), dtype=float)
     sst = float(np.sum((e - e.mean()) ** 2))
     out.update(
-        e0_ev=float(popt[0]), v0_ang3=float(popt[1]), b0_gpa=float(popt[2] * GPA_PER_EV_PER_ANG3),
-        b0_prime=float(popt[3]), rms_residual_mev=float(np.sqrt(np.mean(resid**2)) * 1000.0),
+        e0_ev=float(eos.e0), v0_ang3=float(eos.v0), b0_gpa=float(eos.b0 * GPA_PER_EV_PER_ANG3),
+        b0_prime=float(eos.b1), rms_residual_mev=float(np.sqrt(np.mean(resid**2)) * MEV_PER_EV),
         r2=float(1.0 - np.sum(resid**2) / sst) if sst > 0 else nan,
-        v0_inside_scan=bool(v.min() <= popt[1] <= v.max()),
+        v0_inside_scan=bool(v.min() <= eos.v0 <= v.max()),
     )
     return out
 

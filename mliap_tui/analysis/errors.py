@@ -25,19 +25,6 @@ MATERIAL_COLUMNS = [
     "e_per_atom_dft_mp2020", "e_form_per_atom_dft_mp2020", "e_above_hull_dft_mp2020",
 ]
 
-#: metric name -> (DFT column, predicted column, signed-error column)
-METRICS = {
-    "e_per_atom": ("e_per_atom_dft_mp2020", "e_per_atom_pred_mp2020", "d_e_per_atom"),
-    "e_form_per_atom": ("e_form_per_atom_dft_mp2020", "e_form_per_atom_pred", "d_e_form_per_atom"),
-    "e_above_hull": ("e_above_hull_dft_mp2020", "e_above_hull_pred_fixed", "d_e_above_hull"),
-    "e_above_hull_rebuilt": ("e_above_hull_dft_rebuilt", "e_above_hull_pred_rebuilt", "d_e_above_hull_rebuilt"),
-}
-METRIC_LABEL = {
-    "e_per_atom": "total energy",
-    "e_form_per_atom": "formation energy",
-    "e_above_hull": "Ehull (fixed DFT hull)",
-    "e_above_hull_rebuilt": "Ehull (rebuilt hull)",
-}
 
 
 def join_predictions(materials: pl.LazyFrame, predictions: pl.LazyFrame) -> pl.LazyFrame:

@@ -28,13 +28,13 @@ from typing import Iterable, Sequence
 
 import polars as pl
 
-from mliap_tui.analysis.errors import MATERIAL_COLUMNS, METRICS, add_rebuilt_hull, join_predictions
+from mliap_tui.analysis.errors import MATERIAL_COLUMNS, add_rebuilt_hull, join_predictions
 from mliap_tui.analysis.filters import Filter, FilterError, apply_filter, parse_filter, wide_column
 from mliap_tui.cache import Cache
+from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
 
 LAYOUTS = ("tidy", "wide")
 #: Metrics that need no recomputation (the rebuilt hull does; it is added on request).
-CHEAP_METRICS = ("e_per_atom", "e_form_per_atom", "e_above_hull")
 #: Per-model columns of the wide table besides the signed errors.
 WIDE_ROW_COLUMNS = ("status", "error")
 
@@ -241,7 +241,7 @@ def export_filtered(
 
 
 __all__ = [
-    "ExportResult", "LAYOUTS", "CHEAP_METRICS", "load_tidy", "load_materials", "models_of", "wide_table",
+    "ExportResult", "LAYOUTS", "load_tidy", "load_materials", "models_of", "wide_table",
     "wide_models", "with_predicted", "filter_wide", "csv_ready", "default_export_path", "write_csv",
     "tidy_export_frame", "wide_export_frame", "export_filtered", "check_wide_columns",
 ]

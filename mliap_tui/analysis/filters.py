@@ -44,6 +44,15 @@ Model and row clauses (select (material, model) evaluations)
 ``mode=static``              evaluation mode: ``static`` (the default), ``relax`` or ``all``
 ===========================  ==================================================================
 
+Force-table clauses (the Forces screen's per-structure softening table)
+
+===========================  ==================================================================
+``data=si-vacancy``          dataset(s); ``*`` is a wildcard (``data=si-*``)
+``slope<0.8``                per-structure slope of MLIP on DFT force components
+``mae>0.2`` ``cmae<0.1``     force MAE and slope-corrected MAE (eV/Å)
+``r2<0.9`` ``b>0.01``        R² of the fit, its intercept (eV/Å)
+===========================  ==================================================================
+
 Metrics: ``e`` (``e_per_atom``: total energy), ``eform`` (``e_form_per_atom``), ``ehull``
 (``e_above_hull``: fixed DFT hull) and ``ehull_rebuilt`` (``e_above_hull_rebuilt``: needs the
 rebuilt-hull columns). Energies are eV/atom in the data; ``meV`` converts.
@@ -66,31 +75,18 @@ from typing import Callable, Iterable, Sequence
 
 import polars as pl
 
-from mliap_tui.analysis.errors import METRIC_LABEL, METRICS
+from mliap_tui.core.units import MEV_PER_EV
+from mliap_tui.core.vocab import CRYSTAL_SYSTEMS, DOF_LABELS, METRIC_ALIASES, METRIC_LABEL, METRIC_SHORT, METRICS
 
 ColumnResolver = Callable[[str], pl.Expr]
 
-MEV_PER_EV = 1000.0
 #: An unsuffixed energy above this (eV/atom) is almost surely meV typed without the unit.
 PLAUSIBLE_ENERGY_EV_PER_ATOM = 5.0
 
-CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
+#: modes the filter accepts: the evaluation modes, and "all"
 MODES = ("static", "relax", "all")
 DEFAULT_MODE = "static"
 
-METRIC_ALIASES = {
-    "e": "e_per_atom",
-    "etot": "e_per_atom",
-    "e_per_atom": "e_per_atom",
-    "eform": "e_form_per_atom",
-    "e_form": "e_form_per_atom",
-    "e_form_per_atom": "e_form_per_atom",
-    "ehull": "e_above_hull",
-    "e_above_hull": "e_above_hull",
-    "ehull_rebuilt": "e_above_hull_rebuilt",
-    "e_above_hull_rebuilt": "e_above_hull_rebuilt",
-}
-METRIC_SHORT = {"e_per_atom": "e", "e_form_per_atom": "eform", "e_above_hull": "ehull", "e_above_hull_rebuilt": "ehull_rebuilt"}
 
 # key alias -> canonical key
 _KEYS = {
@@ -111,11 +107,18 @@ _KEYS = {
     "model": "model", "models": "model",
     "mode": "mode",
     "status": "status",
+    "data": "data", "dataset": "data",
+    "slope": "slope", "mae": "mae", "cmae": "cmae", "r2": "r2", "b": "b", "intercept": "b",
 }
 _INT_COLUMNS = {"dof": "total_dof", "ldof": "lattice_dof", "wdof": "wyckoff_dof", "pdof": "polar_dof", "nsites": "n_sites"}
-_INT_LABELS = {"dof": "total DOF", "ldof": "lattice DOF", "wdof": "Wyckoff DOF", "pdof": "polar DOF", "nsites": "sites"}
+_INT_LABELS = {**{k: DOF_LABELS[c] for k, c in _INT_COLUMNS.items() if c in DOF_LABELS}, "nsites": "sites"}
 _ENERGY_COLUMNS = {"ehull": "e_above_hull_dft_mp2020", "eform": "e_form_per_atom_dft_mp2020"}
 _ENERGY_LABELS = {"ehull": "DFT Ehull", "eform": "DFT Eform"}
+#: Keys of the per-structure force table (the Forces screen): column, label with unit.
+_FORCE_COLUMNS = {"slope": "slope_origin", "mae": "mae_ev_per_ang", "cmae": "cmae_ev_per_ang", "r2": "r2",
+                  "b": "intercept_ev_per_ang"}
+_FORCE_LABELS = {"slope": "force slope", "mae": "force MAE (eV/Å)", "cmae": "force cMAE (eV/Å)", "r2": "force R²",
+                 "b": "force intercept (eV/Å)"}
 _CLAUSE_RE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*(?::[A-Za-z_][A-Za-z0-9_]*)?)(?P<op>!=|<=|>=|=|<|>)(?P<value>.*)$")
 _NUMBER_RE = re.compile(r"^(?P<num>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?P<unit>mev|ev)?(?:/atom)?$", re.IGNORECASE)
 _FLAGS = {"failed", "ok"}
@@ -232,10 +235,13 @@ class Filter:
             parts.append(col("model").str.contains(_glob_regex(glob)))
         return _ok_any(parts)
 
-    def expr(self, col: ColumnResolver = pl.col) -> pl.Expr:
-        """The whole filter over the tidy error table (one row per material, model, mode)."""
+    def expr(self, col: ColumnResolver = pl.col, *, by_mode: bool = True) -> pl.Expr:
+        """The whole filter over the tidy error table (one row per material, model, mode).
+
+        ``by_mode=False`` leaves the mode out (a table without a ``mode`` column).
+        """
         parts = [self.material_expr(col), self.model_expr(col), self.row_expr(col)]
-        if self.mode is not None:
+        if by_mode and self.mode is not None:
             parts.append(col("mode") == self.mode)
         return _ok_all(parts)
 
@@ -300,6 +306,16 @@ def _int(text: str, token: str) -> int:
         return int(text)
     except ValueError:
         raise FilterError(f"{token!r}: {text!r} is not an integer") from None
+
+
+def _float(text: str, token: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise FilterError(f"{token!r}: {text!r} is not a number") from None
+    if value != value:
+        raise FilterError(f"{token!r}: NaN is not a threshold")
+    return value
 
 
 def _energy(text: str, token: str) -> float:
@@ -458,9 +474,9 @@ def _crystal_system(item: str, token: str) -> str:
 
 @lru_cache(maxsize=1)
 def _element_symbols() -> frozenset[str]:
-    from pymatgen.core.periodic_table import Element
+    from ase.data import chemical_symbols
 
-    return frozenset(e.symbol for e in Element)
+    return frozenset(chemical_symbols[1:])
 
 
 def _element(item: str, token: str) -> str:
@@ -522,11 +538,12 @@ def _parse_clause(token: str, known_models: Sequence[str] | None, elmode: str) -
     if key is None:
         raise FilterError(
             f"{token!r}: unknown key {raw_key!r}; keys: sg cs dof ldof wdof pdof nsites el elmode chemsys formula "
-            "id ehull eform model mode err:METRIC serr:METRIC, and the words failed / ok"
+            "id ehull eform model mode err:METRIC serr:METRIC, and the words failed / ok (force tables also: "
+            "data slope mae cmae r2 b)"
         )
     text = f"{key}{op}{value}"
     list_ops = ("=", "!=")
-    if key in ("cs", "el", "chemsys", "formula", "id", "model", "mode", "elmode", "status", "sg") and op not in list_ops:
+    if key in ("cs", "el", "chemsys", "formula", "id", "model", "mode", "elmode", "status", "sg", "data") and op not in list_ops:
         raise FilterError(f"{token!r}: {key} takes = or != (got {op!r})")
 
     if key == "sg":
@@ -555,6 +572,19 @@ def _parse_clause(token: str, known_models: Sequence[str] | None, elmode: str) -
         column = _INT_COLUMNS[key]
         pred, spec = _numeric_clause(lambda col: col(column), op, value, token, _int)
         return Clause(key, text, "material", _describe_numeric(_INT_LABELS[key], op, spec, False), pred, (column,), tuple(spec))
+    if key in _FORCE_COLUMNS:
+        column = _FORCE_COLUMNS[key]
+        pred, spec = _numeric_clause(lambda col: col(column), op, value, token, _float)
+        return Clause(key, text, "row", _describe_numeric(_FORCE_LABELS[key], op, spec, False), pred, (column,), tuple(spec))
+    if key == "data":
+        names = tuple(_split(value, token))
+
+        def pred(col: ColumnResolver) -> pl.Expr:
+            hit = _ok_any([col("dataset").str.contains(_glob_regex(n)) for n in names])
+            return ~hit if op == "!=" else hit
+
+        neg = "not " if op == "!=" else ""
+        return Clause(key, text, "material", f"dataset {neg}{' or '.join(names)}", pred, ("dataset",), names)
     if key in _ENERGY_COLUMNS:
         column = _ENERGY_COLUMNS[key]
         pred, spec = _numeric_clause(lambda col: col(column), op, value, token, _energy)
@@ -662,7 +692,7 @@ def apply_filter(table: pl.DataFrame | pl.LazyFrame, flt: Filter | str) -> pl.Da
         flt = parse_filter(flt)
     columns = table.collect_schema().names() if isinstance(table, pl.LazyFrame) else table.columns
     check_columns(flt, columns)
-    return table.filter(flt.expr())
+    return table.filter(flt.expr(by_mode="mode" in columns))
 
 
 GRAMMAR_HELP = __doc__.split("Grammar\n-------\n", 1)[1].split("Semantics\n", 1)[0].strip()

@@ -18,8 +18,7 @@ atoms vs all atoms (:func:`rare_event_summary`), binned by distance to the migra
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import polars as pl
@@ -57,12 +56,8 @@ def magnitude_error(f_pred: np.ndarray, f_dft: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def atom_properties_path(cache: Cache, dataset: str) -> Path:
-    return cache.atom_properties_path(dataset)
-
-
 def load_atom_properties(cache: Cache, dataset: str) -> pl.DataFrame | None:
-    path = atom_properties_path(cache, dataset)
+    path = cache.atom_properties_path(dataset)
     return pl.read_parquet(path) if path.is_file() else None
 
 
@@ -103,15 +98,6 @@ def atom_errors(pairs: pl.DataFrame, props: pl.DataFrame | None = None) -> pl.Da
     else:
         df = df.with_columns(pl.lit(None, dtype=pl.Float64).alias("r_ang"), pl.lit(False).alias("is_rare_event"))
     return df
-
-
-def dataset_atom_errors(cache: Cache, datasets: str | Sequence[str], models: Iterable[str] | None = None) -> pl.DataFrame:
-    from mliap_tui.analysis.softening import load_force_pairs
-
-    datasets = [datasets] if isinstance(datasets, str) else list(datasets)
-    models = list(models) if models is not None else None
-    frames = [atom_errors(load_force_pairs(cache, d, models), load_atom_properties(cache, d)) for d in datasets]
-    return pl.concat(frames, how="diagonal_relaxed") if frames else atom_errors(pl.DataFrame(schema=ATOM_SCHEMA))
 
 
 # --------------------------------------------------------------------------------------------

@@ -124,14 +124,6 @@ def softening_table(pairs: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema).select(list(STRUCTURE_COLUMNS))
 
 
-def structure_softening(cache: Cache, datasets: str | Sequence[str], models: Iterable[str] | None = None) -> pl.DataFrame:
-    """softening_table of one or more datasets."""
-    datasets = [datasets] if isinstance(datasets, str) else list(datasets)
-    models = list(models) if models is not None else None
-    frames = [softening_table(load_force_pairs(cache, d, models)) for d in datasets]
-    return pl.concat(frames, how="vertical") if frames else softening_table(pl.DataFrame())
-
-
 def aggregate_softening(pairs: pl.DataFrame, per_structure: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per (dataset, model): n_structures, median/mean slope (through origin), fraction slope < 1,
     median slope with intercept, MAE / cMAE over all components (eV/Å), pooled slope (all

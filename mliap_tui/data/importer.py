@@ -34,7 +34,6 @@ import numpy as np
 import polars as pl
 
 from mliap_tui.cache import (
-    DEFAULT_SYMPREC_ANG,
     MATERIALS_SCHEMA,
     Cache,
     check_name,
@@ -42,15 +41,13 @@ from mliap_tui.cache import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from mliap_tui.core.vocab import CRYSTAL_SYSTEMS, DEFAULT_SYMPREC_ANG
 from mliap_tui.data.readers import DFT_KEYS, RawRecord, read_records
 from mliap_tui.data.readers._common import base_name
 from mliap_tui.data.structures import StructureError, structure_columns
 
 #: Reported and computed MP2020 corrections that differ by more than this get a warning (eV/atom).
 CORRECTION_MISMATCH_TOL_EV_PER_ATOM = 1e-3
-#: How many rejected/warning rows the rich rendering lists (all are in the JSON report).
-RENDER_MAX_ROWS = 15
-CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
 SAMPLE_NAME = "sample"
 MP_NAME = "mp"
 
@@ -152,87 +149,6 @@ class ImportReport:
             phase_seconds={str(k): float(v) for k, v in d.get("phase_seconds", {}).items()},
             materials_path=d.get("materials_path"),
         )
-
-    def render(self):
-        """A rich renderable: totals, conventions, crystal systems, DOF histogram, rejections."""
-        from rich.columns import Columns
-        from rich.console import Group
-        from rich.panel import Panel
-        from rich.table import Table
-
-        head = Table.grid(padding=(0, 2))
-        head.add_column(style="bold")
-        head.add_column()
-        head.add_row("sources", "\n".join(self.sources) or "-")
-        head.add_row(
-            "crystals",
-            f"{self.n_read:,} read, [green]{self.n_loaded:,} loaded[/green] ({self.n_atoms:,} atoms), "
-            f"[{'red' if self.rejected else 'green'}]{self.n_rejected:,} rejected[/]",
-        )
-        if self.n_in_dataset != self.n_loaded:
-            head.add_row("dataset", f"{self.n_in_dataset:,} crystals after appending")
-        head.add_row("symmetry", f"spglib symprec {self.symprec_ang:g} Å, {len(self.spacegroup_counts)} space groups")
-        labels = {
-            "e_form_per_atom_dft_mp2020": "e_form MP2020",
-            "e_above_hull_dft_mp2020": "Ehull MP2020",
-            "e_per_atom_dft_mp2020": "E MP2020",
-            "e_per_atom_dft_raw": "E raw",
-            "forces_dft_ev_per_ang": "forces",
-        }
-        present = {k: v for k, v in self.dft_value_counts.items() if v}
-        if present:
-            head.add_row(
-                "DFT values",
-                ", ".join(f"{labels.get(k, k)}: {v:,}" for k, v in present.items()) + "  (energies eV/atom, forces eV/Å)",
-            )
-        elif self.n_loaded:
-            head.add_row("DFT values", "none in the source (structures only)")
-        if self.energy_origin_counts:
-            head.add_row("total energies", ", ".join(f"{k}: {v:,}" for k, v in self.energy_origin_counts.items()))
-        if self.warnings:
-            head.add_row("warnings", f"[yellow]{len(self.warnings):,}[/yellow] (rows kept; see import_report.json)")
-        phases = ", ".join(f"{k} {v:.1f} s" for k, v in self.phase_seconds.items())
-        head.add_row("time", f"{self.seconds:.1f} s" + (f" ({phases})" if phases else ""))
-        parts: list[Any] = [head]
-
-        if self.n_loaded:
-            systems = Table(title="crystal systems", box=None, pad_edge=False)
-            systems.add_column("system")
-            systems.add_column("crystals", justify="right")
-            for cs in CRYSTAL_SYSTEMS:
-                systems.add_row(cs, f"{self.crystal_system_counts.get(cs, 0):,}")
-            dof = Table(title="total DOF (lattice + Wyckoff)", box=None, pad_edge=False)
-            dof.add_column("DOF", justify="right")
-            dof.add_column("crystals", justify="right")
-            dof.add_column("")
-            bins = binned_histogram(self.dof_histogram)
-            peak = max((n for _, n in bins), default=1)
-            for label, n in bins:
-                dof.add_row(label, f"{n:,}", "█" * max(1 if n else 0, round(20 * n / peak)))
-            top = Table(title="most common space groups", box=None, pad_edge=False)
-            top.add_column("number", justify="right")
-            top.add_column("crystals", justify="right")
-            for number, n in sorted(self.spacegroup_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:8]:
-                top.add_row(str(number), f"{n:,}")
-            parts += ["", Columns([systems, top, dof], padding=(0, 4))]
-
-        for title, rows, style in (("rejected", self.rejected, "red"), ("warnings", self.warnings, "yellow")):
-            if not rows:
-                continue
-            table = Table(title=f"{title} ({len(rows):,})", title_style=style, box=None, pad_edge=False)
-            table.add_column("material_id / file", overflow="fold")
-            table.add_column("source", overflow="fold", style="dim")
-            table.add_column("reason", overflow="fold")
-            for source, mid, reason in rows[:RENDER_MAX_ROWS]:
-                table.add_row(mid, Path(source).name or source, reason)
-            if len(rows) > RENDER_MAX_ROWS:
-                table.add_row(f"... {len(rows) - RENDER_MAX_ROWS:,} more", "", "all of them are in import_report.json")
-            parts += ["", table]
-        return Panel(Group(*parts), title=f"import [bold]{self.dataset}[/bold]", expand=False)
-
-    def __rich__(self):
-        return self.render()
-
 
 def binned_histogram(counts: Mapping[int, int], max_bins: int = 12) -> list[tuple[str, int]]:
     """(label, count) rows of an integer histogram merged into at most ``max_bins`` equal bins."""
@@ -486,11 +402,9 @@ def default_dataset_name(path_or_name: str | Path) -> str:
 
 def sample_path() -> Path:
     """The shipped sample (MP-20 format csv.gz); FileNotFoundError naming the path if absent."""
-    from mliap_tui import paths
+    from mliap_tui.core.resources import sample_materials_path
 
-    if not paths.SAMPLE_MATERIALS.is_file():
-        raise FileNotFoundError(f"the shipped sample is missing: {paths.SAMPLE_MATERIALS}")
-    return paths.SAMPLE_MATERIALS
+    return sample_materials_path()
 
 
 def import_dataset(

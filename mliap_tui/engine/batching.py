@@ -26,12 +26,15 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-#: failure kinds recorded on an :class:`Outcome`
-INVALID = "invalid"  # the row could not be turned into a sane structure
-UNSUPPORTED = "unsupported"  # elements outside the model's coverage
-OOM = "oom"  # out of memory even alone
-EXCEPTION = "exception"  # the model raised on this structure alone
-NON_FINITE = "non_finite"  # NaN/inf energy, forces or stress
+from mliap_tui.core.geometry import closest_pair
+from mliap_tui.core.vocab import DEFAULT_MIN_DISTANCE_ANG, FailureKind
+
+#: failure kinds recorded on an :class:`Outcome` (see :class:`mliap_tui.core.vocab.FailureKind`)
+INVALID = FailureKind.INVALID
+UNSUPPORTED = FailureKind.UNSUPPORTED
+OOM = FailureKind.OOM
+EXCEPTION = FailureKind.EXCEPTION
+NON_FINITE = FailureKind.NON_FINITE
 
 MAX_REASON = 300
 
@@ -95,37 +98,13 @@ def _is_unsupported(exc: BaseException) -> bool:
     return isinstance(exc, UnsupportedElements)
 
 
-def min_distance_ang(lattice: np.ndarray, frac: np.ndarray, cutoff: float) -> float:
-    """Shortest interatomic distance (periodic images included) when it is below ``cutoff``.
-
-    Returns a value >= ``cutoff`` (or inf) when no pair is closer. Fast path: when every cell
-    height exceeds twice the cutoff, the only image that can lie within the cutoff is the
-    minimum-image one, so an n x n array of wrapped differences is exact.
-    """
-    n = len(frac)
-    heights = 1.0 / np.linalg.norm(np.linalg.inv(lattice), axis=0)
-    if heights.min() > 2 * cutoff and n <= 300:
-        d = frac[:, None, :] - frac[None, :, :]
-        d -= np.round(d)
-        cart = d @ lattice
-        r2 = np.einsum("ijk,ijk->ij", cart, cart)
-        np.fill_diagonal(r2, np.inf)
-        return float(np.sqrt(r2.min())) if n > 1 else math.inf
-    from ase import Atoms
-    from ase.neighborlist import neighbor_list
-
-    atoms = Atoms(numbers=np.ones(n, dtype=int), scaled_positions=frac, cell=lattice, pbc=True)
-    dist = neighbor_list("d", atoms, cutoff)
-    return float(dist.min()) if len(dist) else math.inf
-
-
 def item_from_row(
     index: int,
     row: dict[str, Any],
     *,
     unsupported: Callable[[Sequence[str]], list[str]] | None = None,
     model: str = "model",
-    min_distance: float = 0.5,
+    min_distance: float = DEFAULT_MIN_DISTANCE_ANG,
     extra: Any = None,
 ) -> Item:
     """An :class:`Item` from a materials row, with sanity checks.
@@ -177,9 +156,10 @@ def item_from_row(
             if missing:
                 return fail(f"elements not covered by {model}: {', '.join(missing)}", UNSUPPORTED)
         if min_distance > 0 and n > 0:
-            dmin = min_distance_ang(lattice, frac, min_distance)
+            i, j, dmin = closest_pair(lattice, frac, min_distance)
             if dmin < min_distance:
-                return fail(f"malformed structure: atoms {dmin:.3f} Å apart (overlapping sites, < {min_distance} Å)")
+                pair = f"{species[i]}{i} and its own periodic image" if i == j else f"{species[i]}{i} and {species[j]}{j}"
+                return fail(f"malformed structure: atoms {dmin:.3f} Å apart ({pair}; overlapping sites, < {min_distance} Å)")
         from ase import Atoms
 
         item.atoms = Atoms(symbols=list(species), scaled_positions=frac, cell=lattice, pbc=True)

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Iterable
 
+from mliap_tui.core.units import format_bytes, format_duration
 from mliap_tui.engine.protocol import Progress
 
 LAST_FAILURES = 5
@@ -192,26 +193,6 @@ def combine(events: Iterable[Progress]) -> Progress | None:
 # ---- plain-text formatting (the CLI's rich renderer and logs use these) -------------------------
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = max(0, int(round(seconds)))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-def format_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def memory_label(kind: str) -> str:
     return {"cuda_max_allocated": "GPU peak", "cpu_peak_rss": "RSS peak"}.get(kind, kind or "memory")
 
@@ -223,7 +204,7 @@ def format_progress(ev: Progress) -> str:
     aps = f"{ev.atoms_per_s:.0f} atoms/s" if ev.atoms_per_s else "- atoms/s"
     text = (
         f"{ev.model} {ev.mode} {ev.done}/{ev.total} ({pct:.0f}%) {sps} {aps} "
-        f"ETA {format_duration(ev.eta_s)} failed {ev.failed} [{ev.device}, "
+        f"ETA {format_duration(ev.eta_s, clock=True)} failed {ev.failed} [{ev.device}, "
         f"{memory_label(ev.memory_kind)} {format_bytes(ev.peak_memory_bytes)}]"
     )
     if ev.last_failures:

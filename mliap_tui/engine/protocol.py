@@ -14,7 +14,7 @@ The full description, with examples, is in ``docs/ENGINE_PROTOCOL.md``; keep the
 * stderr is free text (warnings, tracebacks); the runner keeps its tail for error messages.
 * Exit status: 0 finished (also when cancelled), 2 bad job, 3 model unavailable, 1 other error.
 
-This module imports only the standard library.
+This module imports only the standard library and :mod:`mliap_tui.core.vocab`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from mliap_tui.core.vocab import DEFAULT_MIN_DISTANCE_ANG, DEFAULT_SYMPREC_ANG, DTYPES, MODES
+
 PROTOCOL_VERSION = 1
-MODES = ("static", "relax")
-DTYPES = ("float32", "float64")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -85,10 +85,10 @@ class WorkerJob:
     prefetch: int = 2  # batches prepared ahead of the one running (bounded queue)
     torch_threads: int | None = None  # None = the CPU cores this process may use
     #: sanity check: two atoms closer than this (Å, periodic images included) fail the structure
-    min_distance_ang: float = 0.5
+    min_distance_ang: float = DEFAULT_MIN_DISTANCE_ANG
     relax_fmax: float = 0.05  # eV/Å
     relax_max_steps: int = 500
-    symprec_ang: float = 0.1
+    symprec_ang: float = DEFAULT_SYMPREC_ANG
     progress_interval_s: float = 0.5
     rate_window_s: float = 30.0
     #: abort (exit 1) after this many structures in a row failed with an exception: a

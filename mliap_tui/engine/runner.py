@@ -41,12 +41,12 @@ from typing import Any, Callable, Sequence
 import polars as pl
 
 from mliap_tui.cache import Cache
+from mliap_tui.core.host import usable_cores
+from mliap_tui.core.vocab import MODES
 from mliap_tui.engine.progress import combine
 from mliap_tui.engine.protocol import (
-    MODES,
     ChunkCommitted,
     Event,
-    Log,
     ModelSkipped,
     Progress,
     RunFinished,
@@ -513,10 +513,7 @@ class EvaluationRun:
         """CPU workers side by side share the cores; one worker (or a GPU worker) decides itself."""
         if self.torch_threads is not None or gpu is not None or self.cpu_workers == 1:
             return self.torch_threads
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:
-            cores = os.cpu_count() or 1
+        cores = usable_cores()
         return max(1, cores // self.cpu_workers - 1) if cores // self.cpu_workers > 2 else 1
 
     def _run_model(self, ms: ModelRunSummary, todo: list[str], sizes: dict[str, int],
@@ -622,30 +619,16 @@ class EvaluationRun:
                 w.kill()
 
 
-def run_evaluation(
-    cache: Cache,
-    dataset: str,
-    model_ids: Sequence[str],
-    mode: str = "static",
-    device: str = "auto",
-    dtype: str = "float32",
-    limit: int | None = None,
-    forces: bool = False,
-    stress: bool = False,
-    python_for: dict[str, str] | None = None,
-    on_event: OnEvent | None = None,
-    **options: Any,
-) -> RunSummary:
+def run_evaluation(cache: Cache, dataset: str, model_ids: Sequence[str], **options: Any) -> RunSummary:
     """Evaluate every (material, model) pair of ``dataset`` not yet in ``cache``; blocking.
 
-    ``options`` are EvaluationRun's keyword options (retry_failed, material_ids, checkpoints,
-    batch_atoms, chunk_rows, chunk_seconds, torch_threads, relax_fmax, relax_max_steps, gpus,
-    cpu_workers, run_id, job_overrides). Raises KeyError for an unknown model id, FileNotFoundError for an unknown dataset,
-    ValueError for a bad mode/device; model-level problems (not installed, crashed worker) are
-    reported in the summary and as events, and the other models still run.
+    ``options`` are :class:`EvaluationRun`'s (mode, device, dtype, limit, forces, stress,
+    python_for, on_event, retry_failed, material_ids, checkpoints, ...). Raises KeyError for an
+    unknown model id, FileNotFoundError for an unknown dataset, ValueError for a bad mode/device;
+    model-level problems (not installed, crashed worker) are reported in the summary and as
+    events, and the other models still run.
     """
-    return EvaluationRun(cache, dataset, model_ids, mode=mode, device=device, dtype=dtype, limit=limit,
-                         forces=forces, stress=stress, python_for=python_for, on_event=on_event, **options).run()
+    return EvaluationRun(cache, dataset, model_ids, **options).run()
 
 
 __all__ = ["EvaluationRun", "ModelRunSummary", "RunSummary", "run_evaluation", "plan_devices", "shard", "visible_gpus"]

@@ -34,6 +34,9 @@ import numpy as np
 import polars as pl
 
 from mliap_tui.cache import PREDICTIONS_SCHEMA, Cache
+from mliap_tui.core.host import usable_cores
+from mliap_tui.core.units import GPA_PER_EV_PER_ANG3
+from mliap_tui.core.vocab import EnergyConvention, Mode, Status, WorkerErrorKind
 from mliap_tui.engine import batching
 from mliap_tui.engine.batching import (
     EXCEPTION,
@@ -64,6 +67,7 @@ from mliap_tui.engine.protocol import (
     WorkerJob,
     WorkerStarted,
 )
+from mliap_tui.models.base import Prediction, RelaxedPrediction
 
 #: materials columns a worker reads
 INPUT_COLUMNS = ["material_id", "n_sites", "lattice_ang", "species", "frac_coords", "mp2020_correction_per_atom"]
@@ -72,7 +76,6 @@ INPUT_COLUMNS = ["material_id", "n_sites", "lattice_ang", "species", "frac_coord
 #: few hundred atoms on, and smaller batches let the prefetch thread overlap graph building
 #: with inference sooner (and give finer progress)
 CPU_BATCH_FRACTION = 1 / 16
-GPA_PER_EV_PER_ANG3 = 160.21766208
 
 
 class SystematicFailure(RuntimeError):
@@ -111,13 +114,6 @@ def default_batch_atoms(spec: Any, device: str) -> int:
     return base if str(device).startswith("cuda") else max(64, int(base * CPU_BATCH_FRACTION))
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def default_torch_threads(prefetch: bool = True) -> int:
     """Intra-op threads for CPU inference: every usable core, like torch's own default.
 
@@ -150,9 +146,9 @@ def mp2020_energy(native: float | None, convention: str, correction: float | Non
     """The prediction on the MP2020-corrected scale (see docs/ENGINE_PROTOCOL.md, "Energies")."""
     if native is None:
         return None
-    if convention == "mp2020":
+    if convention == EnergyConvention.MP2020:
         return native
-    if convention == "raw_pbe":
+    if convention == EnergyConvention.RAW_PBE:
         if correction is None or not np.isfinite(correction):
             return None
         return native + float(correction)
@@ -190,7 +186,7 @@ class ChunkWriter:
         path = self.cache.write_prediction_chunk(self.job.dataset, self.job.model, self.job.mode, df)
         self.paths.append(path)
         self.committed += len(rows)
-        n_failed = sum(1 for r in rows if r["status"] != "ok")
+        n_failed = sum(1 for r in rows if r["status"] != Status.OK)
         self.emit(
             ChunkCommitted(model=self.job.model, mode=self.job.mode, worker=self.job.worker, path=str(path),
                            rows=len(rows), ok=len(rows) - n_failed, failed=n_failed)
@@ -220,13 +216,13 @@ class RowMaker:
         }
 
     def failed(self, item: Item, reason: str, wall_s: float = 0.0) -> dict[str, Any]:
-        return {**self.base(item), "status": "failed", "error": one_line(reason), "wall_s": wall_s}
+        return {**self.base(item), "status": Status.FAILED.value, "error": one_line(reason), "wall_s": wall_s}
 
     def ok(self, item: Item, energy_ev: float, wall_s: float, forces: Any = None, stress: Any = None, **extra: Any) -> dict[str, Any]:
         native = float(energy_ev) / item.n_atoms
         row = {
             **self.base(item),
-            "status": "ok",
+            "status": Status.OK.value,
             "error": None,
             "e_per_atom_pred_native": native,
             "e_per_atom_pred_mp2020": mp2020_energy(native, self.convention, item.extra),
@@ -243,8 +239,7 @@ class RowMaker:
         if not o.ok:
             return self.failed(o.item, o.error or "failed", o.wall_s)
         p = o.prediction
-        # relax results carry the relaxed-structure columns in .extra
-        extra = getattr(p, "extra", None) or {}
+        extra = p.relaxed_columns() if isinstance(p, RelaxedPrediction) else {}
         return self.ok(o.item, p.energy_ev, o.wall_s, p.forces_ev_per_ang, p.stress_gpa, **extra)
 
 
@@ -351,7 +346,7 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
 
     t_eval = time.monotonic()
     try:
-        if job.mode == "static":
+        if job.mode == Mode.STATIC:
             sizer = AdaptiveBatchSize(batch_atoms, minimum=1)
             tracker.batch_atoms = batch_atoms
 
@@ -398,7 +393,7 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
 def relax_one(item: Item, calc: Any, job: WorkerJob, device: str, stop: threading.Event | None = None) -> Outcome | None:
     """FIRE + FrechetCellFilter relaxation of one structure (None when ``stop`` interrupts it).
 
-    The outcome's prediction carries the relaxed-structure columns in ``.extra``.
+    The outcome's prediction is a :class:`RelaxedPrediction` (the relaxed cell and its symmetry).
     """
     if item.error is not None:
         return Outcome(item, error=item.error, error_kind=item.error_kind)
@@ -424,34 +419,28 @@ def relax_one(item: Item, calc: Any, job: WorkerJob, device: str, stop: threadin
     finally:
         atoms.calc = None
     wall = time.perf_counter() - t
-    from mliap_tui.models.base import Prediction
-
     reason = batching.check_prediction(Prediction(energy, forces, stress), item.n_atoms, job.forces, job.stress)
     if reason is not None:
         return Outcome(item, error=f"after relaxation: {reason}", error_kind=batching.NON_FINITE, wall_s=wall)
-    lattice = np.asarray(atoms.cell.array, dtype=float)
-    frac = np.asarray(atoms.get_scaled_positions(wrap=False), dtype=float)
-    extra: dict[str, Any] = {
-        "relaxed_lattice_ang": lattice.ravel().tolist(),
-        "relaxed_frac_coords": frac.ravel().tolist(),
-        "relax_steps": steps,
-    }
+    result = RelaxedPrediction(
+        energy_ev=energy, forces_ev_per_ang=forces, stress_gpa=stress,
+        lattice_ang=np.asarray(atoms.cell.array, dtype=float),
+        frac_coords=np.asarray(atoms.get_scaled_positions(wrap=False), dtype=float), steps=steps,
+    )
+    add_relaxed_symmetry(result, atoms.get_chemical_symbols(), job.symprec_ang, item.material_id)
+    return Outcome(item, prediction=result, wall_s=wall)
+
+
+def add_relaxed_symmetry(result: RelaxedPrediction, species: Sequence[str], symprec_ang: float, material_id: str) -> None:
+    """Fill the relaxed cell's space group and DOF (left empty, with a note on stderr, if spglib fails)."""
     try:
         from mliap_tui.symmetry import analyze_cell
 
-        info = analyze_cell(lattice, atoms.get_chemical_symbols(), frac, symprec_ang=job.symprec_ang)
-        extra["relaxed_spacegroup_number"] = int(info.spacegroup_number)
-        extra["relaxed_total_dof"] = int(info.total_dof)
+        info = analyze_cell(result.lattice_ang, species, result.frac_coords, symprec_ang=symprec_ang)
+        result.spacegroup_number = int(info.spacegroup_number)
+        result.total_dof = int(info.total_dof)
     except Exception as exc:  # noqa: BLE001 - symmetry is a bonus; the energy stands
-        print(f"symmetry analysis of relaxed {item.material_id} failed: {describe_exception(exc)}", file=sys.stderr)
-    return Outcome(item, prediction=_RelaxResult(energy, forces, stress, extra), wall_s=wall)
-
-
-class _RelaxResult:
-    """A Prediction-like object that also carries the relaxed-structure columns."""
-
-    def __init__(self, energy_ev: float, forces: Any, stress: Any, extra: dict[str, Any]):
-        self.energy_ev, self.forces_ev_per_ang, self.stress_gpa, self.extra = energy_ev, forces, stress, extra
+        print(f"symmetry analysis of relaxed {material_id} failed: {describe_exception(exc)}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,29 +515,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         job = WorkerJob.from_json(text)
         job_model, job_mode, job_worker = job.model, job.mode, job.worker
     except (OSError, ProtocolError) as exc:
-        emit(WorkerError(kind="bad_job", message=f"bad job: {one_line(str(exc))}"))
+        emit(WorkerError(kind=WorkerErrorKind.BAD_JOB, message=f"bad job: {one_line(str(exc))}"))
         return EXIT_BAD_JOB
 
     from mliap_tui.models.base import ModelUnavailable
 
-    def error(kind: str, message: str) -> None:
+    def error(kind: WorkerErrorKind, message: str) -> None:
         emit(WorkerError(model=job_model, mode=job_mode, worker=job_worker, kind=kind, message=one_line(message, 500)))
 
     try:
         finished = run_job(job, emit, stop)
     except ModelUnavailable as exc:
-        error("model_unavailable", str(exc))
+        error(WorkerErrorKind.MODEL_UNAVAILABLE, str(exc))
         return EXIT_MODEL_UNAVAILABLE
     except SystematicFailure as exc:
-        error("systematic_failure", f"{job.model}: {exc}")
+        error(WorkerErrorKind.SYSTEMATIC_FAILURE, f"{job.model}: {exc}")
         return EXIT_ERROR
     except (FileNotFoundError, KeyError, ValueError) as exc:
         traceback.print_exc(file=sys.stderr)
-        error("bad_job", str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+        error(WorkerErrorKind.BAD_JOB, str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
         return EXIT_BAD_JOB
     except Exception as exc:  # noqa: BLE001 - report, keep the traceback on stderr
         traceback.print_exc(file=sys.stderr)
-        error("exception", f"{job.model}: {describe_exception(exc)}")
+        error(WorkerErrorKind.EXCEPTION, f"{job.model}: {describe_exception(exc)}")
         return EXIT_ERROR
     emit(finished)
     return EXIT_OK

@@ -16,11 +16,11 @@ positive = tensile, ASE sign convention).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-EnergyConvention = Literal["mp2020", "raw_pbe", "r2scan"]
+from mliap_tui.core.vocab import EnergyConvention
 
 
 class ModelUnavailable(RuntimeError):
@@ -58,6 +58,27 @@ class Prediction:
     energy_ev: float
     forces_ev_per_ang: np.ndarray | None = None  # (n_atoms, 3)
     stress_gpa: np.ndarray | None = None  # (6,) Voigt
+
+
+@dataclass
+class RelaxedPrediction(Prediction):
+    """A prediction at the end of a relaxation: the relaxed cell, its symmetry and the steps taken."""
+
+    lattice_ang: np.ndarray | None = None  # (3, 3) row vectors
+    frac_coords: np.ndarray | None = None  # (n_atoms, 3)
+    steps: int = 0
+    spacegroup_number: int | None = None
+    total_dof: int | None = None
+
+    def relaxed_columns(self) -> dict[str, Any]:
+        """The relax-mode columns of a prediction row (``mliap_tui.cache.schema``)."""
+        return {
+            "relaxed_lattice_ang": None if self.lattice_ang is None else np.asarray(self.lattice_ang, float).ravel().tolist(),
+            "relaxed_frac_coords": None if self.frac_coords is None else np.asarray(self.frac_coords, float).ravel().tolist(),
+            "relax_steps": int(self.steps),
+            "relaxed_spacegroup_number": self.spacegroup_number,
+            "relaxed_total_dof": self.total_dof,
+        }
 
 
 class Predictor(Protocol):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from mliap_tui.models.base import ModelSpec, Prediction
-from mliap_tui.models.registry import BatchedPredictor, check_elements, voigt6_from_3x3, with_elements
+from mliap_tui.models.registry import ELEMENTS_BY_Z, BatchedPredictor, check_elements, voigt6_from_3x3, with_elements
 
 
 @dataclass
@@ -45,9 +45,7 @@ class CHGNetPredictor(BatchedPredictor):
                 self.model.composition_model.float()
         self.model.eval()
         n_elements = int(self.model.atom_embedding.embedding.num_embeddings)  # 94: H..Pu
-        from ase.data import chemical_symbols
-
-        self.spec = with_elements(spec, chemical_symbols[1 : n_elements + 1])
+        self.spec = with_elements(spec, ELEMENTS_BY_Z[1 : n_elements + 1])
         self.device = device
         self.dtype = dtype
         self.checkpoint = checkpoint

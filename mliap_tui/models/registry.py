@@ -23,21 +23,18 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
+from ase.data import chemical_symbols
 
+from mliap_tui.core.units import GPA_PER_EV_PER_ANG3
+from mliap_tui.core.vocab import DTYPES
 from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction, UnsupportedElements
 
 # ---- element sets --------------------------------------------------------------------------
 
-# ase.data.chemical_symbols without importing ase here (index = Z).
-_SYMBOLS = (
-    "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
-    "Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy "
-    "Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf "
-    "Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og"
-).split()
-
+#: element symbols by atomic number (index 0 is "X", ase's placeholder)
+ELEMENTS_BY_Z: tuple[str, ...] = tuple(chemical_symbols)
 #: Z = 1..94 (H..Pu): CHGNet's atom embedding has exactly 94 rows.
-ELEMENTS_Z1_94 = frozenset(_SYMBOLS[1:95])
+ELEMENTS_Z1_94 = frozenset(chemical_symbols[1:95])
 #: The 89 elements of MPtrj (H..Pu without Po, At, Rn, Fr, Ra): the species list of SevenNet-0,
 #: SevenNet-l3i5 and MACE-MP-0/MPA-0 ("89 elements").
 ELEMENTS_MPTRJ_89 = ELEMENTS_Z1_94 - {"Po", "At", "Rn", "Fr", "Ra"}
@@ -240,7 +237,6 @@ FAMILY_PIP = {
     "matgl": "matgl",
     "orb": "orb-models",
 }
-DTYPES = ("float32", "float64")
 
 
 def get_spec(model_id: str) -> ModelSpec:
@@ -455,12 +451,8 @@ def load_predictor(model_id: str, device: str = "cpu", dtype: str = "float32", c
 
 # ---- helpers shared by the adapters (pure numpy) -------------------------------------------
 
-#: 1 GPa in eV/Å^3 (ase.units.GPa); eV/Å^3 -> GPa divides by it.
-EV_PER_ANG3_PER_GPA = 1.0 / 160.21766208
-
-
 def stress_ev_per_ang3_to_gpa(stress_ev_per_ang3: np.ndarray) -> np.ndarray:
-    return np.asarray(stress_ev_per_ang3, dtype=float) / EV_PER_ANG3_PER_GPA
+    return np.asarray(stress_ev_per_ang3, dtype=float) * GPA_PER_EV_PER_ANG3
 
 
 def voigt6_from_3x3(stress_3x3: np.ndarray) -> np.ndarray:

@@ -66,8 +66,8 @@ def _make_float64(model: Any) -> None:
 
 class SevenNetPredictor(BatchedPredictor):
     def __init__(self, spec: ModelSpec, checkpoint_ref: str, device: str, dtype: str):
-        import torch
         import sevenn._keys as KEY
+        import torch
         from sevenn.util import load_checkpoint
 
         cp = load_checkpoint(checkpoint_ref)

@@ -21,6 +21,7 @@ from mliap_tui.cache import Cache
 from mliap_tui.tui.explore import ExploreScreen
 from mliap_tui.tui.help_screen import HelpScreen
 from mliap_tui.tui.keymap import load_keymap
+from mliap_tui.tui.messages import ResultsChanged
 from mliap_tui.tui.run_screen import RunScreen
 
 
@@ -50,7 +51,8 @@ class MliapTuiApp(App[int]):
             self.set_keymap(self.keymap_overrides)
         for warning in self.keymap_warnings:
             self.notify(warning, severity="warning", timeout=10)
-        self.push_screen(ExploreScreen(self.cache, self.initial_dataset))
+        self.explore = ExploreScreen(self.cache, self.initial_dataset)
+        self.push_screen(self.explore)
         if not self.cache.datasets():
             self.notify("The cache has no dataset: press r then i to import the shipped sample, "
                         "or run `mliap-tui data import sample` in a shell.", title="empty cache", timeout=15)
@@ -83,6 +85,10 @@ class MliapTuiApp(App[int]):
                 "with --forces.", title="force analyses", timeout=12)
             return
         self.push_screen(ForcesScreen(self.cache, datasets))
+
+    def on_results_changed(self, message: ResultsChanged) -> None:
+        """A run committed new results: the explorer reloads (it handles the message itself)."""
+        self.explore.post_message(ResultsChanged(message.dataset))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -7,9 +7,7 @@ from typing import Callable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from mliap_tui.analysis.errors import METRIC_LABEL
-from mliap_tui.analysis.export import CHEAP_METRICS
-from mliap_tui.analysis.filters import CRYSTAL_SYSTEMS
+from mliap_tui.core.vocab import CHEAP_METRICS, CRYSTAL_SYSTEMS, METRIC_LABEL
 from mliap_tui.tui import plots
 
 
@@ -73,7 +71,8 @@ class RunCommands(ListProvider):
     """Commands of the Run screen: start/cancel, models, mode, device, dataset, import."""
 
     def commands(self) -> list[tuple[str, Callable[[], object], str]]:
-        from mliap_tui.tui.run_screen import DEVICES, MODES, RunScreen
+        from mliap_tui.core.vocab import MODES
+        from mliap_tui.tui.run_screen import DEVICES, RunScreen
 
         screen = self.screen
         if not isinstance(screen, RunScreen):

@@ -1,7 +1,7 @@
 """The device pane of the run screen: per-GPU utilisation (with a sparkline of recent samples),
 memory, temperature and power from NVML; otherwise says plainly that the run is on the CPU.
 
-Sampling (``mliap_tui.devices.DeviceMonitor``) runs in a thread worker about once a second and
+Sampling (``mliap_tui.engine.devices.DeviceMonitor``) runs in a thread worker about once a second and
 posts ``DeviceSampled``; the pane only formats.
 """
 
@@ -13,7 +13,8 @@ from rich.text import Text
 from textual import work
 from textual.widget import Widget
 
-from mliap_tui.devices import DeviceMonitor, DeviceSample, format_bytes, sparkline
+from mliap_tui.core.units import format_bytes
+from mliap_tui.engine.devices import DeviceMonitor, DeviceSample, sparkline
 from mliap_tui.tui.messages import DeviceSampled
 
 HISTORY = 30  # samples kept for the sparklines (~30 s)

@@ -13,18 +13,18 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, TabbedContent, TabPane
 
-from mliap_tui.analysis.errors import METRIC_LABEL, METRICS
-from mliap_tui.analysis.export import CHEAP_METRICS, tidy_export_frame, wide_export_frame, write_csv
+from mliap_tui.analysis.export import tidy_export_frame, wide_export_frame, write_csv
 from mliap_tui.analysis.filters import Filter, FilterError, apply_filter, parse_filter, wide_column
 from mliap_tui.cache import Cache
+from mliap_tui.core.units import MEV_PER_EV
+from mliap_tui.core.vocab import CHEAP_METRICS, CRYSTAL_SYSTEMS, METRIC_LABEL, METRICS, CrystalSystem
 from mliap_tui.tui import plots
 from mliap_tui.tui.commands import ExploreCommands
-from mliap_tui.tui.messages import DatasetLoaded, DatasetLoadFailed, ViewComputed, ViewFailed
+from mliap_tui.tui.messages import DatasetLoaded, DatasetLoadFailed, ResultsChanged, ViewComputed, ViewFailed
 from mliap_tui.tui.state import LoadedDataset, View, check_filter, compute_view, load_dataset, match_column
 from mliap_tui.tui.table import Column, VirtualTable
 from mliap_tui.tui.widgets import FilterStatus, PlotView, SummaryStrip
 
-MEV = 1000.0
 TABS = ("table", *plots.PLOT_KINDS)
 TAB_TITLES = {"table": "Table", **plots.PLOT_TITLES}
 METRIC_SHORT_LABEL = {"e_per_atom": "E", "e_form_per_atom": "Eform", "e_above_hull": "Ehull", "e_above_hull_rebuilt": "Ehull(b)"}
@@ -47,8 +47,6 @@ def _pred_renderer(key: str, status_key: str):
     return render
 
 
-SYSTEM_ABBREV = {"triclinic": "tricl.", "monoclinic": "monocl.", "orthorhombic": "orthorh.", "tetragonal": "tetrag.",
-                 "trigonal": "trigonal", "hexagonal": "hexag.", "cubic": "cubic"}
 COMPACT_BELOW = 110  # terminal columns under which the table drops the secondary columns
 
 
@@ -66,7 +64,7 @@ def table_columns(metric: str, models: list[str], with_match: bool, compact: boo
     ]
     if compact:
         cols += [
-            Column("crystal_system", "system", 8, justify="left", fmt=lambda v: SYSTEM_ABBREV.get(v, v)),
+            Column("crystal_system", "system", 8, justify="left", fmt=lambda v: CrystalSystem(v).abbrev if v in CRYSTAL_SYSTEMS else v),
             Column("total_dof", "DOF", 3),
         ]
     else:
@@ -84,7 +82,7 @@ def table_columns(metric: str, models: list[str], with_match: bool, compact: boo
         dim = match_column(m) if with_match else None
         cols.append(Column(pred_key, pred_label, pred_width, group=m, render=_pred_renderer(pred_key, status_key),
                            needs=(status_key,), dim_key=dim))
-        cols.append(Column(err_key, "Δ meV/at", 9, group=m, fmt=lambda v: f"{v * MEV:+.1f}", style=_signed_style, dim_key=dim))
+        cols.append(Column(err_key, "Δ meV/at", 9, group=m, fmt=lambda v: f"{v * MEV_PER_EV:+.1f}", style=_signed_style, dim_key=dim))
     return cols
 
 
@@ -389,6 +387,14 @@ class ExploreScreen(Screen):
     def action_reload(self) -> None:
         if self.dataset is not None:
             self.load()
+
+    def on_results_changed(self, message: ResultsChanged) -> None:
+        """A run ended (posted through the app): reload, or show the dataset it ran on."""
+        message.stop()
+        if message.dataset is None or message.dataset == self.dataset:
+            self.action_reload()
+        else:
+            self.set_dataset(message.dataset)
 
     # ---- detail, marks, export ------------------------------------------------------------
     @on(VirtualTable.RowActivated)

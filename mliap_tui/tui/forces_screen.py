@@ -4,17 +4,14 @@ Tabs: force parity plot (MLIP vs DFT components, eV/Å) with each model's fitted
 |dF| (eV/Å) and dθ (degrees) for rare-event atoms vs all atoms; distance-binned errors; the
 per-structure table (slope, intercept, R², MAE, cMAE) with a filter and CSV export.
 
-Filter syntax (the input above the table): space-separated terms, all must hold:
-``model=chgnet`` / ``data=si-vac`` / ``id=007`` (substring), ``slope<0.8``, ``slope>1``,
-``mae>0.2``, ``cmae<0.1`` (eV/Å).
-
-The figure functions are plain (no textual) so tests can call them.
+The filter above the table is the explorer's filter language (:mod:`mliap_tui.analysis.filters`)
+with its force keys: ``model=chgnet*``, ``data=si-vacancy``, ``id=...``, ``slope<0.8``,
+``mae>0.2``, ``cmae<0.1`` (eV/Å), ``r2<0.9``, ``b>0.01``. The numbers come from
+:func:`mliap_tui.analysis.force_audit.force_audit`; the figures are in :mod:`mliap_tui.tui.plots`.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -27,95 +24,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
-from mliap_tui.analysis import rare_events, softening
+from mliap_tui.analysis.filters import FilterError, apply_filter, parse_filter
+from mliap_tui.analysis.force_audit import ForceAudit, force_audit
 from mliap_tui.cache import Cache
-from mliap_tui.tui.plots import PALETTE, _build, _figure, _fit, legend_line, too_small
-
-MAX_POINTS = 3000
-
-
-@dataclass
-class ForceAudit:
-    pairs: pl.DataFrame
-    per_structure: pl.DataFrame
-    aggregate: pl.DataFrame
-    atoms: pl.DataFrame
-    summary: pl.DataFrame
-    binned: pl.DataFrame
-
-    @property
-    def models(self) -> list[str]:
-        return sorted(self.pairs["model"].unique().to_list()) if len(self.pairs) else []
-
-
-def load_force_audit(cache: Cache, datasets: Sequence[str], models: Sequence[str] | None = None) -> ForceAudit:
-    frames = [softening.load_force_pairs(cache, d, models) for d in datasets]
-    pairs = pl.concat(frames, how="vertical") if frames else pl.DataFrame()
-    per = softening.softening_table(pairs)
-    agg = softening.aggregate_softening(pairs, per) if len(pairs) else pl.DataFrame()
-    atoms = pl.concat([rare_events.atom_errors(softening.load_force_pairs(cache, d, models),
-                                               rare_events.load_atom_properties(cache, d)) for d in datasets],
-                      how="diagonal_relaxed") if datasets else pl.DataFrame()
-    summary = rare_events.rare_event_summary(atoms) if len(atoms) else pl.DataFrame()
-    binned = rare_events.distance_binned(atoms) if len(atoms) else pl.DataFrame()
-    return ForceAudit(pairs, per, agg, atoms, summary, binned)
-
-
-# --------------------------------------------------------------------------------------------
-# figures (plain functions)
-# --------------------------------------------------------------------------------------------
-
-
-def parity_figure(audit: ForceAudit, width: int, height: int) -> str:
-    """MLIP vs DFT force components (eV/Å), one signal per model, slope of the pooled fit in the legend."""
-    if (msg := too_small(width, height)) is not None:
-        return msg
-    if not len(audit.pairs):
-        return "no structures with DFT and predicted forces: run the engine with forces"
-    fig = _figure(width, height - 1)
-    lo, hi, legend = 0.0, 0.0, []
-    for i, model in enumerate(audit.models):
-        x, y = softening.parity_points(audit.pairs, model, MAX_POINTS // max(1, len(audit.models)))
-        if not x.size:
-            continue
-        fit = softening.fit_slope(y, x)
-        fig.draw(fig.signal(x.tolist(), y.tolist()))
-        lo, hi = min(lo, x.min(), y.min()), max(hi, x.max(), y.max())
-        legend.append(("▚", f"{model} slope {fit['slope_origin']:.3f}", PALETTE[i % len(PALETTE)]))
-    fig.draw(fig.signal([lo, hi], [lo, hi]).lines())
-    legend.append(("─", "y = x", PALETTE[len(legend) % len(PALETTE)]))
-    fig.title(_fit(f"force components, MLIP vs DFT (eV/Å), {len(audit.per_structure):,} structure-model pairs", width - 2))
-    fig.label("DFT force (eV/Å)", "x")
-    fig.label("MLIP force (eV/Å)", "y")
-    return _build(fig) + "\n" + legend_line(legend, width)
-
-
-def cdf_figure(audit: ForceAudit, column: str, width: int, height: int) -> str:
-    """CDF of |dF| (eV/Å) or dθ (degrees) per model, rare-event atoms vs all atoms."""
-    if (msg := too_small(width, height)) is not None:
-        return msg
-    if not len(audit.atoms):
-        return "no per-atom force errors yet"
-    is_angle = column == "dtheta_deg"
-    vals = pl.col(column) if is_angle else pl.col(column).abs()
-    top = 60.0 if is_angle else float(np.nanpercentile(audit.atoms[column].abs().to_numpy(), 99) or 1.0)
-    grid = np.linspace(0.0, top, 60)
-    fig = _figure(width, height - 1)
-    legend, k = [], 0
-    for model in audit.models:
-        sub = audit.atoms.filter(pl.col("model") == model)
-        for label, part in (("all", sub), ("RE", sub.filter(pl.col("is_rare_event")))):
-            if not len(part):
-                continue
-            y = rare_events.cdf(part.select(vals.alias("v"))["v"].to_numpy(), grid)
-            fig.draw(fig.signal(grid.tolist(), y.tolist()).lines())
-            legend.append(("─", f"{model} {label} (n={len(part):,})", PALETTE[k % len(PALETTE)]))
-            k += 1
-    unit = "dθ (degrees)" if is_angle else "|dF| = ||F_ML|-|F_DFT|| (eV/Å)"
-    fig.title(_fit(f"CDF of {unit}; RE = migrating atoms (r == 0)", width - 2))
-    fig.label(unit, "x")
-    fig.label("fraction of atoms ≤ x", "y")
-    return _build(fig) + "\n" + legend_line(legend, width)
+from mliap_tui.tui.plots import force_cdf, force_parity
 
 
 def summary_text(audit: ForceAudit) -> Text:
@@ -141,29 +53,6 @@ def binned_text(audit: ForceAudit) -> Text:
                      f"{r['median_dtheta_deg']:>7.1f} {100 * r['frac_dtheta_gt_15']:>5.1f}% {100 * r['frac_dtheta_gt_30']:>5.1f}%")
     lines.append("|dF| eV/Å, angles degrees; fractions of the atoms in the bin")
     return Text("\n".join(lines))
-
-
-_NUM_TERM = re.compile(r"^(slope|mae|cmae|r2|b)\s*([<>])\s*(-?[0-9.]+)$")
-_NUM_COLS = {"slope": "slope_origin", "mae": "mae_ev_per_ang", "cmae": "cmae_ev_per_ang", "r2": "r2",
-             "b": "intercept_ev_per_ang"}
-_STR_COLS = {"model": "model", "data": "dataset", "dataset": "dataset", "id": "material_id"}
-
-
-def filter_structures(per: pl.DataFrame, text: str) -> pl.DataFrame:
-    """Apply the filter terms (module doc) to the per-structure table; ValueError for a bad term."""
-    out = per
-    for term in text.split():
-        m = _NUM_TERM.match(term)
-        if m:
-            col, op, val = _NUM_COLS[m.group(1)], m.group(2), float(m.group(3))
-            out = out.filter(pl.col(col) < val if op == "<" else pl.col(col) > val)
-            continue
-        key, eq, val = term.partition("=")
-        if eq and key in _STR_COLS:
-            out = out.filter(pl.col(_STR_COLS[key]).str.contains(val, literal=True))
-            continue
-        raise ValueError(f"bad filter term {term!r}: use model=, data=, id=, slope<x, mae>x, cmae<x, r2<x")
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,15 +111,15 @@ class ForcesScreen(Screen):
         yield Static("loading…", id="forces-summary")
         with TabbedContent(id="forces-tabs"):
             with TabPane("Parity", id="tab-parity"):
-                yield FigureView(parity_figure, id="fig-parity")
+                yield FigureView(force_parity, id="fig-parity")
             with TabPane("|dF| CDF", id="tab-df"):
-                yield FigureView(lambda a, w, h: cdf_figure(a, "df_ev_per_ang", w, h), id="fig-df")
+                yield FigureView(lambda a, w, h: force_cdf(a, "df_ev_per_ang", w, h), id="fig-df")
             with TabPane("dθ CDF", id="tab-dtheta"):
-                yield FigureView(lambda a, w, h: cdf_figure(a, "dtheta_deg", w, h), id="fig-dtheta")
+                yield FigureView(lambda a, w, h: force_cdf(a, "dtheta_deg", w, h), id="fig-dtheta")
             with TabPane("By distance", id="tab-binned"):
                 yield Static("", id="forces-binned")
             with TabPane("Structures", id="tab-structures"):
-                yield Input(placeholder="filter: model=chgnet data=si-vac slope<0.8 mae>0.2", id="forces-filter")
+                yield Input(placeholder="filter: model=chgnet* data=si-vacancy slope<0.8 mae>0.2", id="forces-filter")
                 yield DataTable(id="forces-table", zebra_stripes=True)
         yield Footer()
 
@@ -243,7 +132,7 @@ class ForcesScreen(Screen):
     @work(thread=True, exclusive=True)
     def _load(self) -> None:
         try:
-            audit = load_force_audit(self.cache, self.datasets, self.models)
+            audit = force_audit(self.cache, self.datasets, self.models)
         except Exception as exc:  # noqa: BLE001 - show the reason on screen
             self.app.call_from_thread(self.query_one("#forces-summary", Static).update, f"[red]{type(exc).__name__}: {exc}[/red]")
             return
@@ -274,8 +163,8 @@ class ForcesScreen(Screen):
         if self.audit is None:
             return
         try:
-            self._fill_table(filter_structures(self.audit.per_structure, event.value))
-        except ValueError as exc:
+            self._fill_table(apply_filter(self.audit.per_structure, parse_filter(event.value)))
+        except FilterError as exc:
             self.notify(str(exc), severity="error")
 
     def action_focus_filter(self) -> None:

@@ -32,8 +32,8 @@ def binding_sources() -> list[tuple[str, type]]:
     from mliap_tui.tui.explore import ExploreScreen
     from mliap_tui.tui.export_screen import ExportScreen
     from mliap_tui.tui.forces_screen import ForcesScreen
-    from mliap_tui.tui.pes_screen import PesScreen
     from mliap_tui.tui.help_screen import HelpScreen
+    from mliap_tui.tui.pes_screen import PesScreen
     from mliap_tui.tui.run_screen import FailuresScreen, ModelPane, RunScreen
     from mliap_tui.tui.table import VirtualTable
 

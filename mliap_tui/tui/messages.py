@@ -99,6 +99,18 @@ class FailuresLoaded(Message):
         self.error = error
 
 
+class ResultsChanged(Message):
+    """New predictions of ``dataset`` are in the cache (a run ended): views of it should reload.
+
+    Posted by the Run screen; the app hands it to the Explore screen, which reloads (or switches
+    to ``dataset`` when it shows another one).
+    """
+
+    def __init__(self, dataset: str | None) -> None:
+        super().__init__()
+        self.dataset = dataset
+
+
 class SampleImported(Message):
     def __init__(self, dataset: str | None, report_text: str, error: str | None = None) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""PES slice screen: a symmetry-restricted slice (mliap_tui.pes) of one material.
+"""PES slice screen: a symmetry-restricted slice (mliap_tui.analysis.pes.slices) of one material.
 
 2D slices are drawn as a heatmap of coloured half blocks (``▀``: foreground = upper grid row,
 background = lower grid row, so two grid rows per text row; each grid column is two cells wide),
@@ -6,7 +6,7 @@ with axis labels, a colour bar in meV/atom (relative to the DFT structure), the 
 ``+`` and the model's minimum ``×`` (``⊕`` when they coincide). 1D scans are a plotext line plot
 with every model overlaid. Keys: ``m`` next model, ``a`` next axes (every single axis, then every
 pair), ``d`` difference mode (shown model minus the next model), ``r`` recompute. Computing a slice
-(``mliap_tui.pes.compute_slice``: the engine's cached, resumable path) runs in a thread worker.
+(``mliap_tui.analysis.pes.slices.compute_slice``: the engine's cached, resumable path) runs in a thread worker.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from mliap_tui.analysis import pes_analysis as pa
+from mliap_tui.analysis.pes import stats as pa
 from mliap_tui.cache import Cache
 
 HALF = "▀"
@@ -216,7 +216,7 @@ class PesScreen(Screen):
 
         import polars as pl
 
-        from mliap_tui import pes
+        from mliap_tui.analysis.pes import slices as pes
 
         try:
             with warnings.catch_warnings():

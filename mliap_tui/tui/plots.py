@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
 
-from mliap_tui.analysis.errors import METRIC_LABEL, METRICS
+from mliap_tui.analysis import rare_events, softening
+from mliap_tui.core.units import MEV_PER_EV
+from mliap_tui.core.vocab import METRIC_LABEL, METRICS
 
-MEV = 1000.0
+if TYPE_CHECKING:
+    from mliap_tui.analysis.force_audit import ForceAudit
+
 MAX_POINTS = 3000  # scatter points drawn (a fixed-seed sample beyond that, said in the title)
 MIN_WIDTH, MIN_HEIGHT = 30, 8
 PLOT_KINDS = ("parity", "hist", "dof", "system")
@@ -118,7 +124,7 @@ def histogram(rows: pl.DataFrame, model: str | None, metric: str, width: int, he
     ok = _ok_rows(rows, model, metric)
     if ok.height == 0:
         return f"no successful {model} predictions match the filter"
-    d = ok[err] * MEV
+    d = ok[err] * MEV_PER_EV
     lo, hi = (d.quantile(0.005), d.quantile(0.995)) if ok.height >= 200 else (d.min(), d.max())
     inside = d.filter(d.is_between(lo, hi))
     outside = d.len() - inside.len()
@@ -170,9 +176,9 @@ def groups(stats: pl.DataFrame, metric: str, by_label: str, width: int, height: 
         for k, model in enumerate(models):
             part = stats.filter(pl.col("model") == model)
             xs = [index[g] + (k - (len(models) - 1) / 2) * step for g in part["group"].to_list()]
-            ys = [v * MEV for v in part[column].to_list()]
+            ys = [v * MEV_PER_EV for v in part[column].to_list()]
             sub.draw(sub.bar(xs, ys, width=0.9 * step))
-        values = [v * MEV for v in stats[column].drop_nulls().to_list()] or [0.0]
+        values = [v * MEV_PER_EV for v in stats[column].drop_nulls().to_list()] or [0.0]
         top, bottom = max(max(values), 0.0), min(min(values), 0.0)
         sub.ruler("y").lim(bottom, top if top > bottom else bottom + 1.0)
         sub.ruler("x").ticks(list(index.values()), [_short(g) for g in group_order])
@@ -192,10 +198,67 @@ def _signed_text(stats: pl.DataFrame, models: list[str], group_order: list[str],
     lines = []
     for m in models:
         part = {g: v for g, v in stats.filter(pl.col("model") == m).select("group", "mean_signed").iter_rows()}
-        cells = " ".join(f"{_short(g)} {part[g] * MEV:+.0f}" for g in group_order if part.get(g) is not None)
+        cells = " ".join(f"{_short(g)} {part[g] * MEV_PER_EV:+.0f}" for g in group_order if part.get(g) is not None)
         lines.append(_fit(f"mean signed meV/atom, {m}: {cells}", width))
     return lines
 
 
 def _short(group: str) -> str:
     return {"orthorhombic": "orthorh.", "monoclinic": "monocl.", "tetragonal": "tetrag.", "hexagonal": "hexag."}.get(group, group)
+
+
+# ---- force audit figures (the Forces screen) ------------------------------------------------------
+
+FORCE_MAX_POINTS = 3000
+
+
+def force_parity(audit: "ForceAudit", width: int, height: int) -> str:
+    """MLIP vs DFT force components (eV/Å), one signal per model, slope of the pooled fit in the legend."""
+    if (msg := too_small(width, height)) is not None:
+        return msg
+    if not len(audit.pairs):
+        return "no structures with DFT and predicted forces: run the engine with forces"
+    fig = _figure(width, height - 1)
+    lo, hi, legend = 0.0, 0.0, []
+    for i, model in enumerate(audit.models):
+        x, y = softening.parity_points(audit.pairs, model, FORCE_MAX_POINTS // max(1, len(audit.models)))
+        if not x.size:
+            continue
+        fit = softening.fit_slope(y, x)
+        fig.draw(fig.signal(x.tolist(), y.tolist()))
+        lo, hi = min(lo, x.min(), y.min()), max(hi, x.max(), y.max())
+        legend.append(("▚", f"{model} slope {fit['slope_origin']:.3f}", PALETTE[i % len(PALETTE)]))
+    fig.draw(fig.signal([lo, hi], [lo, hi]).lines())
+    legend.append(("─", "y = x", PALETTE[len(legend) % len(PALETTE)]))
+    fig.title(_fit(f"force components, MLIP vs DFT (eV/Å), {len(audit.per_structure):,} structure-model pairs", width - 2))
+    fig.label("DFT force (eV/Å)", "x")
+    fig.label("MLIP force (eV/Å)", "y")
+    return _build(fig) + "\n" + legend_line(legend, width)
+
+
+def force_cdf(audit: "ForceAudit", column: str, width: int, height: int) -> str:
+    """CDF of |dF| (eV/Å) or dθ (degrees) per model, rare-event atoms vs all atoms."""
+    if (msg := too_small(width, height)) is not None:
+        return msg
+    if not len(audit.atoms):
+        return "no per-atom force errors yet"
+    is_angle = column == "dtheta_deg"
+    vals = pl.col(column) if is_angle else pl.col(column).abs()
+    top = 60.0 if is_angle else float(np.nanpercentile(audit.atoms[column].abs().to_numpy(), 99) or 1.0)
+    grid = np.linspace(0.0, top, 60)
+    fig = _figure(width, height - 1)
+    legend, k = [], 0
+    for model in audit.models:
+        sub = audit.atoms.filter(pl.col("model") == model)
+        for label, part in (("all", sub), ("RE", sub.filter(pl.col("is_rare_event")))):
+            if not len(part):
+                continue
+            y = rare_events.cdf(part.select(vals.alias("v"))["v"].to_numpy(), grid)
+            fig.draw(fig.signal(grid.tolist(), y.tolist()).lines())
+            legend.append(("─", f"{model} {label} (n={len(part):,})", PALETTE[k % len(PALETTE)]))
+            k += 1
+    unit = "dθ (degrees)" if is_angle else "|dF| = ||F_ML|-|F_DFT|| (eV/Å)"
+    fig.title(_fit(f"CDF of {unit}; RE = migrating atoms (r == 0)", width - 2))
+    fig.label(unit, "x")
+    fig.label("fraction of atoms ≤ x", "y")
+    return _build(fig) + "\n" + legend_line(legend, width)

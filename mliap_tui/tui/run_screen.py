@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from enum import Enum
 from typing import Any
 
 import polars as pl
@@ -37,7 +38,8 @@ from textual.widgets import (
 from textual.widgets.selection_list import Selection
 
 from mliap_tui.cache import Cache
-from mliap_tui.devices import format_bytes
+from mliap_tui.core.units import format_bytes, format_duration
+from mliap_tui.core.vocab import MODES
 from mliap_tui.engine.protocol import (
     ChunkCommitted,
     Log,
@@ -51,24 +53,10 @@ from mliap_tui.engine.protocol import (
 )
 from mliap_tui.tui.commands import RunCommands
 from mliap_tui.tui.device_pane import DevicePane
-from mliap_tui.tui.messages import EngineEvent, FailuresLoaded, PlanComputed, RunEnded, SampleImported
+from mliap_tui.tui.messages import EngineEvent, FailuresLoaded, PlanComputed, ResultsChanged, RunEnded, SampleImported
 
-MODES = ("static", "relax")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_MODEL = "chgnet-0.3.0"
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "—"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, s = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {s:02d} s"
-    hours, m = divmod(minutes, 60)
-    return f"{hours} h {m:02d} min"
 
 
 def _rate(value: float | None, unit: str) -> str:
@@ -98,6 +86,30 @@ def model_choices() -> list[tuple[str, bool, str]]:
 # --------------------------------------------------------------------------------------------
 
 
+class PaneState(Enum):
+    """Where one model of a run stands (the pane shows ``label``, plus a detail after a colon)."""
+
+    WAITING = "waiting"
+    LOADING = "starting worker, loading model…"
+    RUNNING = "running"
+    CANCELLING = "cancelling…"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    NOTHING_TO_DO = "nothing to do"
+
+    @property
+    def active(self) -> bool:
+        """Still to finish in this run (waiting, loading, running or cancelling)."""
+        return self in (PaneState.WAITING, PaneState.LOADING, PaneState.RUNNING, PaneState.CANCELLING)
+
+    @property
+    def style(self) -> str:
+        return {PaneState.DONE: "green", PaneState.ERROR: "bold red", PaneState.CANCELLED: "yellow",
+                PaneState.RUNNING: "bold"}.get(self, "dim")
+
+
 class ModelPane(Vertical, can_focus=True):
     """Progress of one model: bar, rates, ETA, failures (enter lists them)."""
 
@@ -116,7 +128,8 @@ class ModelPane(Vertical, can_focus=True):
         self.done = 0
         self.failed = 0
         self.ok = 0
-        self.state = "waiting" if todo else "nothing to do"
+        self.state = PaneState.WAITING if todo else PaneState.NOTHING_TO_DO
+        self.detail = ""
         self.last_failures: list[list[str]] = []
         self.workers_started = 0
         self.workers_ended = 0
@@ -149,9 +162,13 @@ class ModelPane(Vertical, can_focus=True):
 
     def _title(self) -> Text:
         cached = f"cached {self.cached}" + (f" ({self.cached_failed} failed)" if self.cached_failed else "")
-        style = {"done": "green", "error": "bold red", "cancelled": "yellow", "running": "bold"}.get(self.state.split(":")[0], "")
         return Text.assemble((self.model, "bold cyan"), f"  {self.total} in scope · {cached} · to do {self.todo}  ",
-                             (self.state, style or "dim"))
+                             (self.status_text, self.state.style))
+
+    @property
+    def status_text(self) -> str:
+        """What the pane says about its state, e.g. 'done: 400 ok, 0 failed in 7.1 s'."""
+        return f"{self.state.value}: {self.detail}" if self.detail else self.state.value
 
     def _counts(self) -> str:
         return f"{self.done}/{self.todo} structures"
@@ -176,14 +193,14 @@ class ModelPane(Vertical, can_focus=True):
             fail.update("")
             fail.display = False
 
-    def set_state(self, state: str) -> None:
-        self.state = state
+    def set_state(self, state: PaneState, detail: str = "") -> None:
+        self.state, self.detail = state, detail
         self._refresh()
 
     def on_started(self, ev: WorkerStarted) -> None:
         self.workers_started += 1
         threads = f" · {ev.torch_threads} threads" if ev.torch_threads else ""
-        self.state = f"running on {ev.device}"
+        self.state, self.detail = PaneState.RUNNING, f"on {ev.device}"
         self.stats = (f"{ev.dtype} · model loaded in {ev.load_s:.1f} s · batch ≤ {ev.batch_atoms} atoms{threads} · "
                       f"{ev.atoms_total} atoms to do")
         self._refresh()
@@ -205,10 +222,10 @@ class ModelPane(Vertical, can_focus=True):
             return
         self.done, self.ok, self.failed = max(self.done, ev.done), max(self.ok, ev.ok), max(self.failed, ev.failed)
         if ev.cancelled:
-            self.state = f"cancelled: {self.done} evaluated and kept; start again to resume"
+            self.state, self.detail = PaneState.CANCELLED, f"{self.done} evaluated and kept; start again to resume"
         else:
             self._update_bar(max(self.todo, 1), self.todo or 1)
-            self.state = f"done: {self.ok} ok, {self.failed} failed in {ev.wall_s:.1f} s"
+            self.state, self.detail = PaneState.DONE, f"{self.ok} ok, {self.failed} failed in {format_duration(ev.wall_s)}"
         mem = _memory(ev.peak_memory_bytes, ev.memory_kind)
         self.stats = (f"{_rate(ev.structures_per_s, 'structures/s')} · {_rate(ev.atoms_per_s, 'atoms/s')} over "
                       f"{ev.eval_s:.1f} s of evaluation · {ev.device}" + (f" · {mem}" if mem else ""))
@@ -221,7 +238,7 @@ class ModelPane(Vertical, can_focus=True):
 
     def on_error(self, ev: WorkerError) -> None:
         self.workers_ended += 1
-        self.state = f"error: {ev.message}"
+        self.state, self.detail = PaneState.ERROR, ev.message
         self._refresh()
 
     def action_failures(self) -> None:
@@ -530,8 +547,8 @@ class RunScreen(Screen):
         self.run.cancel()  # non-blocking: SIGTERM to the workers, which commit and exit
         self._status("cancelling: workers finish their batch and commit what they evaluated…")
         for pane in self.panes.values():
-            if pane.state.startswith(("running", "loading", "waiting")):
-                pane.set_state("cancelling…")
+            if pane.state in (PaneState.RUNNING, PaneState.LOADING, PaneState.WAITING):
+                pane.set_state(PaneState.CANCELLING)
 
     def cancel_for_exit(self) -> None:
         if self.running and self.run is not None:
@@ -570,7 +587,7 @@ class RunScreen(Screen):
             self.notify(f"{ev.model}: {ev.message}", severity="error", timeout=10)
             self._next_loading()
         elif isinstance(ev, ModelSkipped) and pane:
-            pane.set_state(f"skipped: {ev.reason}")
+            pane.set_state(PaneState.SKIPPED, ev.reason)
             self._next_loading()
         elif isinstance(ev, Log) and ev.level in ("warning", "error"):
             self.notify(f"{ev.model}: {ev.message}", severity="warning" if ev.level == "warning" else "error", timeout=6)
@@ -582,12 +599,12 @@ class RunScreen(Screen):
         if self.cancelling:
             return
         for pane in self.panes.values():
-            if pane.state.startswith(("running", "loading")):
+            if pane.state in (PaneState.RUNNING, PaneState.LOADING):
                 if pane.workers_started and pane.workers_ended >= pane.workers_started:
                     continue
                 return
-            if pane.state == "waiting":
-                pane.set_state("starting worker, loading model…")
+            if pane.state is PaneState.WAITING:
+                pane.set_state(PaneState.LOADING)
                 return
 
     def on_run_ended(self, message: RunEnded) -> None:
@@ -614,24 +631,18 @@ class RunScreen(Screen):
                 text.append(f"\n{e}", style="red")
             self._status(text)
         for pane in self.panes.values():
-            if pane.state.startswith(("waiting", "starting", "cancelling", "running")) and summary is not None:
+            if pane.state.active and summary is not None:
                 ms = next((m for m in summary.models if m.model == pane.model), None)
                 if ms is not None and ms.cancelled:
-                    pane.set_state(f"cancelled: {ms.done} evaluated and kept; start again to resume")
+                    pane.set_state(PaneState.CANCELLED, f"{ms.done} evaluated and kept; start again to resume")
                 elif ms is not None and ms.error:
-                    pane.set_state(f"error: {ms.error}")
+                    pane.set_state(PaneState.ERROR, ms.error)
         self.reload_explore(self.run_dataset)
         self.replan()
 
     def reload_explore(self, dataset: str | None) -> None:
-        from mliap_tui.tui.explore import ExploreScreen
-
-        for screen in self.app.screen_stack:
-            if isinstance(screen, ExploreScreen):
-                if dataset is None or screen.dataset == dataset:
-                    screen.action_reload()
-                else:
-                    screen.set_dataset(dataset)
+        """Tell the app that ``dataset`` has new results (the explorer reloads it)."""
+        self.post_message(ResultsChanged(dataset))
 
     # ---- status line ----------------------------------------------------------------------
     def _status(self, text: str | Text) -> None:

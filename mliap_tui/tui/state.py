@@ -15,9 +15,8 @@ from typing import Sequence
 import polars as pl
 
 from mliap_tui.analysis.aggregate import per_group
-from mliap_tui.analysis.errors import METRICS
 from mliap_tui.analysis.export import (
-    CHEAP_METRICS,
+    check_wide_columns,
     load_materials,
     load_tidy,
     models_of,
@@ -25,8 +24,8 @@ from mliap_tui.analysis.export import (
     with_predicted,
 )
 from mliap_tui.analysis.filters import Filter, parse_filter, wide_column
-from mliap_tui.analysis.export import check_wide_columns
 from mliap_tui.cache import Cache
+from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
 
 SUMMARY_COLUMNS = ("model", "n", "mae", "mean_signed", "rmse", "frac_under", "n_failed")
 

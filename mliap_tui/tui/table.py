@@ -480,6 +480,14 @@ class VirtualTable(ScrollView, can_focus=True):
         self.refresh()
 
     # ---- mouse ----------------------------------------------------------------------------
+    def column_x(self, key: str) -> int:
+        """Screen x (cells from the widget's left edge, current horizontal scroll) where the
+        column ``key`` starts; what a click on its header needs."""
+        i = [c.key for c in self._columns].index(key)
+        if i < self._fixed:
+            return self.GUTTER + self._offsets[i]
+        return self._fixed_width + self._offsets[i] - int(self.scroll_offset.x)
+
     def _column_at(self, x: int) -> int | None:
         if x < self.GUTTER:
             return None

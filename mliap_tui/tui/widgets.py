@@ -8,11 +8,10 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Static
 
-from mliap_tui.analysis.errors import METRIC_LABEL
+from mliap_tui.core.units import MEV_PER_EV
+from mliap_tui.core.vocab import METRIC_LABEL
 from mliap_tui.tui import plots
 from mliap_tui.tui.state import View
-
-MEV = 1000.0
 
 
 class PlotView(Widget):
@@ -73,7 +72,7 @@ class SummaryStrip(Static):
 def _signed(value: float | None) -> Text:
     if value is None:
         return Text("—", style="dim")
-    return Text(f"{value * MEV:+.1f}", style="red" if value < 0 else "green")
+    return Text(f"{value * MEV_PER_EV:+.1f}", style="red" if value < 0 else "green")
 
 
 def summary_renderable(view: View, selected_model: str | None, dataset: str = "") -> Group:
@@ -98,9 +97,9 @@ def summary_renderable(view: View, selected_model: str | None, dataset: str = ""
         table.add_row(
             Text(marker + row["model"], style="bold" if row["model"] == selected_model else ""),
             f"{n:,}",
-            "—" if row["mae"] is None else f"{row['mae'] * MEV:.1f}",
+            "—" if row["mae"] is None else f"{row['mae'] * MEV_PER_EV:.1f}",
             _signed(row["mean_signed"]),
-            "—" if row["rmse"] is None else f"{row['rmse'] * MEV:.1f}",
+            "—" if row["rmse"] is None else f"{row['rmse'] * MEV_PER_EV:.1f}",
             "—" if row["frac_under"] is None else f"{100 * row['frac_under']:.0f}%",
             Text(f"{row['n_failed']:,}", style="red" if row["n_failed"] else "dim"),
         )

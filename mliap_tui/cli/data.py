@@ -1,0 +1,90 @@
+"""``mliap-tui data import`` and ``mliap-tui data show``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from mliap_tui.cli import console, err_console, options, render
+from mliap_tui.core.vocab import DEFAULT_SYMPREC_ANG
+
+IMPORT_EPILOG = """\
+sources:
+  sample                 the shipped Materials Project subset (400 crystals)
+  mp                     the full Materials Project via mp-api (needs MP_API_KEY; pip install 'mliap-tui[mp]')
+  FILE.csv[.gz]          MP-20 / MPTS-52 style CSV (material_id, cif, formation_energy_per_atom, e_above_hull)
+  FILE.json[.gz]         pymatgen ComputedStructureEntry list, or a matcalc WBM benchmark file
+  FOLDER/                CIF / POSCAR / *.vasp files, one structure each (id = file name)
+  FILE.extxyz | FILE.db  extended XYZ or ASE database with energies and forces
+  SI_SET/                a Si rare-event set folder (DATA.json + structure_poscars.zip, Liu, He, Mo 2023)
+
+Bad structures (malformed CIF, partial occupancy, unknown element, zero volume, NaN energy,
+duplicate id) are listed in the report with their reason; the rest is imported.
+
+examples:
+  mliap-tui data import sample
+  mliap-tui data import wbm_random_1000_pbe54.json.gz --name wbm
+  mliap-tui data import my_cifs/ --name mine --symprec 0.01
+"""
+
+READERS = ("mp_csv", "entries_json", "wbm_json", "structure_files", "extxyz", "ase_db", "si_rare_events")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="import crystals with DFT references, show what is cached",
+                          description="Import crystals with their DFT reference values into the cache, "
+                          "or show what a cached dataset holds.")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    imp = data_sub.add_parser(
+        "import",
+        help="build a dataset's materials table (structures, DFT values, symmetry) in the cache",
+        description="Read crystals and their DFT reference values, analyse their symmetry "
+        "(space group, Wyckoff orbits, DOF) and store them as one dataset in the cache.",
+        epilog=IMPORT_EPILOG,
+        formatter_class=options.formatter(),
+    )
+    imp.add_argument("source", help="what to read: sample | mp | PATH (a file or a folder; see sources below)")
+    imp.add_argument("--name", help="dataset name in the cache (default: 'sample', 'mp' or the file stem)")
+    imp.add_argument("--format", dest="fmt", choices=READERS, help="force a reader instead of guessing from the path")
+    imp.add_argument("--symprec", type=float, default=DEFAULT_SYMPREC_ANG,
+                     help="spglib symmetry tolerance in Å (default %(default)s, the Materials Project's)")
+    imp.add_argument("--limit", type=options.positive_int, help="import only the first N structures")
+    imp.add_argument("--jobs", type=options.positive_int, help="worker processes for symmetry/corrections (default: all cores)")
+    imp.add_argument("--api-key", help="Materials Project API key for 'mp' (default: $MP_API_KEY)")
+    options.add_cache(imp)
+    imp.set_defaults(handler=cmd_import)
+
+    show = data_sub.add_parser("show", help="summarise the datasets in the cache",
+                               description="What each cached dataset holds: crystals, elements, space groups, "
+                               "crystal systems, the DOF histogram and the predictions per model and mode.",
+                               epilog=options.examples("mliap-tui data show", "mliap-tui data show sample"),
+                               formatter_class=options.formatter())
+    show.add_argument("dataset", nargs="?", help="dataset name (default: every dataset in the cache)")
+    options.add_cache(show)
+    show.set_defaults(handler=cmd_show)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from mliap_tui.data.importer import import_dataset
+
+    cache = options.cache_of(args)
+    if args.api_key:
+        os.environ["MP_API_KEY"] = args.api_key
+    report = import_dataset(args.source, dataset=args.name, fmt=args.fmt, cache=cache, symprec_ang=args.symprec,
+                            limit=args.limit, n_jobs=args.jobs)
+    console.print(render.import_report(report))
+    console.print(f"[dim]stored in {cache.materials_path(report.dataset)}[/dim]")
+    return 0 if report.n_loaded else 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from mliap_tui.data.summary import dataset_overview
+
+    cache = options.cache_of(args)
+    names = [args.dataset] if args.dataset else cache.datasets()
+    if not names:
+        err_console.print(f"no datasets in {cache.root}. Start with: mliap-tui data import sample")
+        return 1
+    for name in names:
+        console.print(render.dataset_overview(dataset_overview(cache, name)))
+    return 0

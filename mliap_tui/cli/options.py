@@ -1,0 +1,138 @@
+"""Options several commands share, defined once, and the small parsers they need."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Iterable, Sequence
+
+from mliap_tui.cache import Cache
+from mliap_tui.core.vocab import DTYPES, MODES
+
+DEFAULT_MODELS = "chgnet-0.3.0,sevennet-0"
+DEVICE_HELP = "auto | cpu | cuda | cuda:N (default: auto = every visible GPU, else the CPU)"
+
+
+class UserError(ValueError):
+    """Something the user typed is wrong: one clear line, exit status 2."""
+
+
+def add_cache(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """``--cache DIR``; on a sub-command it does not override one given before the command."""
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        default=None if top else argparse.SUPPRESS,
+        help="cache folder (default: $MLIAP_TUI_CACHE or ./cache)",
+    )
+
+
+def add_data(p: argparse.ArgumentParser, default: str | None = "sample", *, required: bool = False,
+             many: bool = False) -> None:
+    what = "dataset name(s), comma-separated" if many else "dataset name in the cache"
+    if required:
+        p.add_argument("--data", required=True, metavar="NAME", help=what)
+    else:
+        p.add_argument("--data", default=default, metavar="NAME", help=f"{what} (default: {default})")
+
+
+def add_models(p: argparse.ArgumentParser, default: str | None = DEFAULT_MODELS) -> None:
+    if default is None:
+        p.add_argument("--models", default=None, metavar="IDS", help="model ids, comma-separated (default: every model in the cache)")
+    else:
+        p.add_argument("--models", default=default, metavar="IDS",
+                       help=f"model ids, comma-separated (see `mliap-tui models`; default: {default})")
+
+
+def add_mode(p: argparse.ArgumentParser, help_text: str = "static single points (default) or relaxations") -> None:
+    p.add_argument("--mode", default="static", choices=MODES, help=help_text)
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="model precision (default: float32)")
+
+
+def cache_of(args: argparse.Namespace) -> Cache:
+    return Cache.open(getattr(args, "cache", None))
+
+
+def split_list(value: str | None) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c'] (order kept, duplicates dropped)."""
+    if not value:
+        return []
+    return list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+
+
+def parse_pairs(items: Iterable[str], option: str) -> dict[str, str]:
+    """['MODEL=PATH', ...] -> {MODEL: PATH}; UserError naming ``option`` for a malformed item."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UserError(f"{option} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def model_ids(value: str | None, *, required: bool = True) -> list[str]:
+    """Model ids from ``--models``, each checked against the registry (UserError with close matches)."""
+    from mliap_tui.models.registry import get_spec
+
+    ids = split_list(value)
+    if required and not ids:
+        raise UserError("no model given: pass --models ID[,ID...] (mliap-tui models lists them)")
+    for m in ids:
+        try:
+            get_spec(m)
+        except KeyError as exc:
+            raise UserError(str(exc.args[0]) if exc.args else str(exc)) from None
+    return ids
+
+
+def formatter() -> type[argparse.HelpFormatter]:
+    return argparse.RawDescriptionHelpFormatter
+
+
+def examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+__all__: Sequence[str] = [
+    "DEFAULT_MODELS",
+    "UserError",
+    "add_cache",
+    "add_data",
+    "add_device",
+    "add_mode",
+    "add_models",
+    "cache_of",
+    "examples",
+    "formatter",
+    "model_ids",
+    "non_negative_float",
+    "parse_pairs",
+    "positive_int",
+    "split_list",
+]

@@ -1,0 +1,126 @@
+"""Render engine events as rich progress bars (for ``mliap-tui run``).
+
+Only the CLI imports this module; workers never import rich (a family in its own venv may pin an
+old rich). Usage::
+
+    with RichProgress() as show:
+        summary = run_evaluation(cache, dataset, models, on_event=show)
+
+One bar per model: done/total structures, structures/s and atoms/s over the recent window, ETA,
+failures (and the last reason), device and peak memory (GPU peak, or process RSS on CPU).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, TaskID, TextColumn
+from rich.progress import Progress as RichBar
+
+from mliap_tui.core.units import format_bytes, format_duration
+from mliap_tui.engine.progress import memory_label
+from mliap_tui.engine.protocol import (
+    ChunkCommitted,
+    Event,
+    Log,
+    ModelSkipped,
+    Progress,
+    RunFinished,
+    RunPlanned,
+    WorkerError,
+    WorkerFinished,
+    WorkerStarted,
+)
+
+
+def _rate(value: float | None, unit: str, digits: int = 1) -> str:
+    return f"{value:.{digits}f} {unit}" if value else f"- {unit}"
+
+
+class RichProgress:
+    """A callable event sink that draws and updates one progress bar per model."""
+
+    def __init__(self, console: Console | None = None, transient: bool = False, show_chunks: bool = False):
+        self.console = console or Console(stderr=True)
+        self.show_chunks = show_chunks
+        # two lines per model so the whole display fits an 80-column SSH terminal:
+        #   chgnet-0.3.0        ━━━━━━━━━━━━━━━━━━━━  120/400  ETA 0:18  running
+        #   cpu RSS 1.1 GB                            17.1 struct/s  231 atoms/s  failed 0
+        self.bar = RichBar(
+            TextColumn("[bold]{task.fields[model]}[/]\n[dim]{task.fields[where]}[/]"),
+            BarColumn(bar_width=20),
+            TextColumn(
+                "{task.completed}/{task.total}  ETA {task.fields[eta]}  {task.fields[status]}\n"
+                "{task.fields[rates]}  {task.fields[failed]}"
+            ),
+            console=self.console,
+            transient=transient,
+            refresh_per_second=4,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    # -- context manager -----------------------------------------------------------------
+    def __enter__(self) -> "RichProgress":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+    # -- events --------------------------------------------------------------------------
+    def _task(self, model: str, total: int | None = None) -> TaskID:
+        if model not in self.tasks:
+            self.tasks[model] = self.bar.add_task(
+                model, total=total, model=escape(model), rates="", eta="--:--", failed="", where="", status="[dim]queued[/]"
+            )
+        elif total is not None:
+            self.bar.update(self.tasks[model], total=total)
+        return self.tasks[model]
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, RunPlanned):
+            for m in ev.models:
+                task = self._task(m["model"], total=m["todo"])
+                if m["done"]:
+                    failed = f", {m['failed']} of them failed" if m.get("failed") else ""
+                    self.bar.update(task, status=f"[dim]queued ({m['done']} cached{failed})[/]")
+        elif isinstance(ev, ModelSkipped):
+            task = self._task(ev.model, total=0)
+            self.bar.update(task, status=f"[dim]skipped: {escape(ev.reason)}[/]")
+        elif isinstance(ev, WorkerStarted):
+            task = self._task(ev.model)
+            self.bar.update(task, status=f"running (loaded in {ev.load_s:.1f} s)", where=ev.device)
+        elif isinstance(ev, Progress):
+            task = self._task(ev.model)
+            failed = f"[red]failed {ev.failed}[/]" if ev.failed else "failed 0"
+            if ev.last_failures:
+                mid, reason = ev.last_failures[-1]
+                failed += f" [dim](last {escape(mid)}: {escape(reason[:40])})[/]"
+            mem = f"{memory_label(ev.memory_kind)} {format_bytes(ev.peak_memory_bytes)}"
+            self.bar.update(
+                task,
+                total=ev.total,
+                completed=ev.done,
+                rates=f"{_rate(ev.structures_per_s, 'struct/s')}  {_rate(ev.atoms_per_s, 'atoms/s', 0)}",
+                eta=format_duration(ev.eta_s, clock=True),
+                failed=failed,
+                where=f"{ev.device} {mem}",
+            )
+        elif isinstance(ev, ChunkCommitted):
+            if self.show_chunks:
+                self.console.print(f"[dim]{escape(ev.model)}: committed {ev.rows} rows ({ev.failed} failed) -> {escape(ev.path)}[/]")
+        elif isinstance(ev, Log):
+            style = {"warning": "yellow", "error": "red"}.get(ev.level, "dim")
+            self.console.print(f"[{style}]{escape(ev.model)}: {escape(ev.message)}[/]")
+        elif isinstance(ev, WorkerError):
+            task = self._task(ev.model)
+            self.bar.update(task, status="[red]error[/]")
+            self.console.print(f"[red]{escape(ev.model)}: {escape(ev.message)}[/]")
+        elif isinstance(ev, WorkerFinished):
+            task = self._task(ev.model)
+            state = "[yellow]cancelled[/]" if ev.cancelled else "[green]done[/]"
+            self.bar.update(task, status=f"{state} in {format_duration(ev.wall_s)}")
+        elif isinstance(ev, RunFinished):
+            self.bar.refresh()

@@ -1,0 +1,387 @@
+"""Every rich table the command line prints, in one place.
+
+Each function takes the result of one library call (an ImportReport, a DatasetOverview, a
+Summary, ...) and returns a rich renderable. Numbers are stored in eV/atom and shown in meV/atom;
+tables fit 80 columns (units go in titles when a header would not fit).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from rich import box
+from rich.columns import Columns
+from rich.console import Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from mliap_tui.core.units import format_duration, format_mev
+from mliap_tui.core.vocab import CRYSTAL_SYSTEMS, GROUPINGS, METRIC_LABEL, METRIC_SHORT_LABEL, EnergyConvention
+from mliap_tui.data.importer import binned_histogram
+
+#: How many rejected/warning rows the import report lists (all of them are in the JSON report).
+RENDER_MAX_ROWS = 15
+
+
+# ---- small cells ---------------------------------------------------------------------------------
+
+
+def _signed_mev(value_ev: float | None) -> str:
+    if value_ev is None:
+        return "-"
+    text = format_mev(value_ev, signed=True)
+    colour = "red" if text.startswith("-") else "green"
+    return f"[{colour}]{text}[/{colour}]"
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{x:.{digits}f}"
+
+
+def _pct(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{100 * x:.1f}"
+
+
+def _short(model: str, n: int = 12) -> str:
+    return model if len(model) <= n else model[: n - 1] + "…"
+
+
+# ---- data import / data show -----------------------------------------------------------------------
+
+
+def import_report(report: Any) -> Panel:
+    """An ImportReport: totals, conventions, crystal systems, DOF histogram, rejections."""
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("sources", "\n".join(report.sources) or "-")
+    head.add_row(
+        "crystals",
+        f"{report.n_read:,} read, [green]{report.n_loaded:,} loaded[/green] ({report.n_atoms:,} atoms), "
+        f"[{'red' if report.rejected else 'green'}]{report.n_rejected:,} rejected[/]",
+    )
+    if report.n_in_dataset != report.n_loaded:
+        head.add_row("dataset", f"{report.n_in_dataset:,} crystals after appending")
+    head.add_row("symmetry", f"spglib symprec {report.symprec_ang:g} Å, {len(report.spacegroup_counts)} space groups")
+    labels = {
+        "e_form_per_atom_dft_mp2020": "e_form MP2020",
+        "e_above_hull_dft_mp2020": "Ehull MP2020",
+        "e_per_atom_dft_mp2020": "E MP2020",
+        "e_per_atom_dft_raw": "E raw",
+        "forces_dft_ev_per_ang": "forces",
+    }
+    present = {k: v for k, v in report.dft_value_counts.items() if v}
+    if present:
+        head.add_row(
+            "DFT values",
+            ", ".join(f"{labels.get(k, k)}: {v:,}" for k, v in present.items()) + "  (energies eV/atom, forces eV/Å)",
+        )
+    elif report.n_loaded:
+        head.add_row("DFT values", "none in the source (structures only)")
+    if report.energy_origin_counts:
+        head.add_row("total energies", ", ".join(f"{k}: {v:,}" for k, v in report.energy_origin_counts.items()))
+    if report.warnings:
+        head.add_row("warnings", f"[yellow]{len(report.warnings):,}[/yellow] (rows kept; see import_report.json)")
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in report.phase_seconds.items())
+    head.add_row("time", f"{report.seconds:.1f} s" + (f" ({phases})" if phases else ""))
+    parts: list[Any] = [head]
+
+    if report.n_loaded:
+        systems = Table(title="crystal systems", box=None, pad_edge=False)
+        systems.add_column("system")
+        systems.add_column("crystals", justify="right")
+        for cs in CRYSTAL_SYSTEMS:
+            systems.add_row(cs, f"{report.crystal_system_counts.get(cs, 0):,}")
+        dof = Table(title="total DOF (lattice + Wyckoff)", box=None, pad_edge=False)
+        dof.add_column("DOF", justify="right")
+        dof.add_column("crystals", justify="right")
+        dof.add_column("")
+        bins = binned_histogram(report.dof_histogram)
+        peak = max((n for _, n in bins), default=1)
+        for label, n in bins:
+            dof.add_row(label, f"{n:,}", "█" * max(1 if n else 0, round(20 * n / peak)))
+        top = Table(title="most common space groups", box=None, pad_edge=False)
+        top.add_column("number", justify="right")
+        top.add_column("crystals", justify="right")
+        for number, n in sorted(report.spacegroup_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:8]:
+            top.add_row(str(number), f"{n:,}")
+        parts += ["", Columns([systems, top, dof], padding=(0, 4))]
+
+    for title, rows, style in (("rejected", report.rejected, "red"), ("warnings", report.warnings, "yellow")):
+        if not rows:
+            continue
+        table = Table(title=f"{title} ({len(rows):,})", title_style=style, box=None, pad_edge=False)
+        table.add_column("material_id / file", overflow="fold")
+        table.add_column("source", overflow="fold", style="dim")
+        table.add_column("reason", overflow="fold")
+        for source, mid, reason in rows[:RENDER_MAX_ROWS]:
+            table.add_row(mid, Path(source).name or source, reason)
+        if len(rows) > RENDER_MAX_ROWS:
+            table.add_row(f"... {len(rows) - RENDER_MAX_ROWS:,} more", "", "all of them are in import_report.json")
+        parts += ["", table]
+    return Panel(Group(*parts), title=f"import [bold]{report.dataset}[/bold]", expand=False)
+
+
+
+def dof_histogram(dof_counts: list[tuple[int, int]], width: int = 30) -> Table:
+    """Counts of crystals per total DOF value, with a bar."""
+    table = Table(title="total DOF (lattice + Wyckoff)", box=None, pad_edge=False)
+    table.add_column("DOF", justify="right")
+    table.add_column("crystals", justify="right")
+    table.add_column("")
+    peak = max([n for _, n in dof_counts] or [1])
+    for dof, n in dof_counts:
+        table.add_row(str(dof), str(n), "█" * max(1, round(width * n / peak)))
+    return table
+
+
+def dataset_overview(ov: Any) -> Panel:
+    """A DatasetOverview (``mliap-tui data show``)."""
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("crystals", f"{ov.n_crystals:,}  ({ov.n_atoms:,} atoms, {ov.min_sites}-{ov.max_sites} per cell)")
+    head.add_row("elements", str(ov.n_elements))
+    head.add_row("space groups", f"{ov.n_spacegroups} (symprec {ov.symprec_ang} Å)")
+    from mliap_tui.data.summary import DFT_ENERGY_LABELS
+
+    for col, (n, median) in ov.dft_energies.items():
+        head.add_row(DFT_ENERGY_LABELS[col], f"{n:,} values, median {median:.3f} eV/atom")
+    if ov.energy_origins:
+        head.add_row("energy origin", ", ".join(f"{o}: {n:,}" for o, n in ov.energy_origins.items()))
+    systems = Table(title="crystal systems", box=None, pad_edge=False)
+    systems.add_column("system")
+    systems.add_column("crystals", justify="right")
+    for cs, n in ov.crystal_systems.items():
+        systems.add_row(cs, str(n))
+    models = Table(title="predictions in cache", box=None, pad_edge=False)
+    for col in ("model", "mode", "ok", "failed", "missing"):
+        models.add_column(col, justify="left" if col in ("model", "mode") else "right")
+    for model, mode, ok, failed, missing in ov.predictions:
+        models.add_row(model, mode, f"{ok:,}", f"{failed:,}", f"{missing:,}")
+    if not ov.predictions:
+        models.add_row("none yet", "", "", "", f"run: mliap-tui run --data {ov.dataset}")
+    body = Group(head, "", systems, "", dof_histogram(ov.dof_counts), "", models)
+    return Panel(body, title=f"dataset [bold]{ov.dataset}[/bold]", subtitle=ov.path, expand=False)
+
+
+# ---- models ------------------------------------------------------------------------------------------
+
+CONVENTION_NOTE = (
+    "energy convention: MP2020 = trained on MP2020-corrected energies, compared as is; raw PBE = "
+    "the structure's MP2020 correction is added before comparing; r2SCAN = not compared with the PBE hull"
+)
+
+
+def models_table(rows: list[dict]) -> Group:
+    """The registry (``models.listing.models_rows``), then what to do for each model not ready here."""
+    table = Table(title="model registry", caption="ready = package installed and weights on this machine")
+    table.add_column("model", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    table.add_column("energy", no_wrap=True)
+    table.add_column("elements", justify="right", no_wrap=True)
+    table.add_column("ready", no_wrap=True)
+    for row in rows:
+        conv = row["energy_convention"]
+        table.add_row(
+            row["id"],
+            row["family"],
+            EnergyConvention(conv).label if conv in EnergyConvention._value2member_map_ else conv,
+            "any" if row["n_elements"] is None else str(row["n_elements"]),
+            "[green]yes[/green]" if row["ready"] else "[red]no[/red]",
+        )
+    notes = [f"[bold]{row['id']}[/bold]: {escape(row['message'])}" for row in rows if not row["ready"]]
+    parts: list = [table, f"[dim]{CONVENTION_NOTE}[/dim]"]
+    if notes:
+        parts += ["", "[bold]not ready here, and what to do:[/bold]", *notes]
+    return Group(*parts)
+
+
+# ---- run -------------------------------------------------------------------------------------------------
+
+
+def run_summary(summary: Any) -> Table:
+    """A RunSummary as a rich table that fits 80 columns."""
+    title = f"run {summary.run_id} on {summary.dataset} ({summary.mode}, {summary.device})"
+    if summary.cancelled:
+        title += " [yellow]cancelled: run again to resume[/]"
+    table = Table(title=title, title_justify="left")
+    table.add_column("model", no_wrap=True)
+    for col in ("cached", "new ok", "failed", "struct/s", "time"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("status", overflow="fold")
+    for m in summary.models:
+        status = f"[red]{escape(m.error)}[/]" if m.error else ("[yellow]cancelled[/]" if m.cancelled else "[green]ok[/]")
+        table.add_row(
+            m.model,
+            f"{m.already_done:,}",
+            f"{m.ok:,}",
+            f"[red]{m.failed:,}[/]" if m.failed else "0",
+            f"{m.structures_per_s:.1f}" if m.structures_per_s else "-",
+            format_duration(m.wall_s),
+            status,
+        )
+    return table
+
+
+# ---- summary ---------------------------------------------------------------------------------------------
+
+
+def _stat_columns(table: Table) -> None:
+    # units live in the table titles (meV/atom) so the columns fit 80 characters
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("MAE", justify="right", no_wrap=True)
+    table.add_column("mean\nsigned", justify="right", no_wrap=True)
+    table.add_column("RMSE", justify="right", no_wrap=True)
+    table.add_column("% under", justify="right", no_wrap=True)
+
+
+def _stat_cells(row: dict) -> list[str]:
+    return [
+        f"{row['n']:,}",
+        format_mev(row["mae"]),
+        _signed_mev(row["mean_signed"]),
+        format_mev(row["rmse"]),
+        f"{100 * row['frac_under']:.0f}%",
+    ]
+
+
+def stats_block(block: Any) -> Table:
+    """One StatsBlock of a Summary: a row per (model, metric)."""
+    from mliap_tui.analysis.summary import SAME_ERROR_LABEL
+
+    caption = "signed error = prediction - DFT (negative = underpredicted). " + block.caption
+    out = Table(title=block.title, caption=caption.strip(), caption_justify="left")
+    out.add_column("model", no_wrap=True)
+    out.add_column("metric", no_wrap=True)
+    _stat_columns(out)
+    labels = {**METRIC_SHORT_LABEL, "e_per_atom": SAME_ERROR_LABEL}
+    for metric in block.metrics:
+        for row in block.stats[metric].iter_rows(named=True):
+            out.add_row(row["model"], labels[metric], *_stat_cells(row))
+        out.add_section()
+    return out
+
+
+def failures_table(failures: list[tuple[str, int, list[tuple[str, int]]]]) -> Table | None:
+    if not failures:
+        return None
+    out = Table(title="failed evaluations (not in the error statistics)")
+    out.add_column("model")
+    out.add_column("failed", justify="right")
+    out.add_column("most common reasons", overflow="fold")
+    for model, n, reasons in failures:
+        out.add_row(model, str(n), "; ".join(f"{escape(r)} (x{k})" for r, k in reasons))
+    return out
+
+
+def group_table(grouped: pl.DataFrame, metric: str, by: str) -> Table:
+    label = GROUPINGS[by]
+    out = Table(title=f"{METRIC_LABEL[metric]} error by {label}, meV/atom")
+    out.add_column(label, no_wrap=True)
+    out.add_column("model", no_wrap=True)
+    _stat_columns(out)
+    previous = None
+    for row in grouped.iter_rows(named=True):
+        if previous is not None and row["group"] != previous:
+            out.add_section()
+        out.add_row(row["group"] if row["group"] != previous else "", row["model"], *_stat_cells(row))
+        previous = row["group"]
+    return out
+
+
+def summary(s: Any) -> list:
+    """Every table of a Summary (``mliap-tui summary``)."""
+    if s.empty_reason:
+        return [s.empty_reason]
+    out: list = [stats_block(b) for b in s.blocks]
+    failures = failures_table(s.failures)
+    if failures is not None:
+        out.append(failures)
+    if s.by and s.grouped is not None:
+        out.append(group_table(s.grouped, s.metric, s.by))
+    return out
+
+
+# ---- softening, rare events, E-V ---------------------------------------------------------------------
+
+
+def _table(title: str) -> Table:
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+                 caption_justify="left")
+
+
+def softening_summary(agg, dataset: str) -> Table:
+    t = _table(f"{dataset}: force softening (slope of MLIP on DFT force components; eV/Å)")
+    for name, j in (("model", "left"), ("cells", "right"), ("slope", "right"),
+                    ("<1 %", "right"), ("slope+b", "right"), ("MAE", "right"), ("cMAE", "right"), ("pooled", "right")):
+        t.add_column(name, justify=j, no_wrap=True)
+    for r in agg.filter(agg["dataset"] == dataset).iter_rows(named=True):
+        t.add_row(_short(r["model"], 14), str(r["n_structures"]), _f(r["slope_median"]),
+                  _pct(r["frac_slope_below_1"]), _f(r["slope_intercept_median"]), _f(r["mae_ev_per_ang"]),
+                  _f(r["cmae_ev_per_ang"]), _f(r["slope_pooled"]))
+    t.caption = ("slope: median per-structure slope through 0; <1 %: structures with slope < 1; "
+                 "slope+b: median slope of the fit with intercept; cMAE: MAE of predictions / slope; "
+                 "pooled: one fit over all components")
+    return t
+
+
+def softening_per_structure(per: Any, limit: int = 40) -> Table:
+    t = _table(f"Per structure (lowest slopes first, {min(limit, len(per))} of {len(per)})")
+    for name, j in (("material", "left"), ("model", "left"), ("N", "right"), ("slope", "right"),
+                    ("b", "right"), ("R²", "right"), ("MAE", "right"), ("cMAE", "right")):
+        t.add_column(name, justify=j, no_wrap=True)
+    for r in per.sort("slope_origin", nulls_last=True).head(limit).iter_rows(named=True):
+        t.add_row(r["material_id"][-18:], _short(r["model"], 12), str(r["n_sites"]), _f(r["slope_origin"]),
+                  _f(r["intercept_ev_per_ang"]), _f(r["r2"]), _f(r["mae_ev_per_ang"]), _f(r["cmae_ev_per_ang"]))
+    return t
+
+
+def eos_fits(table: Any) -> Table:
+    t = _table("E-V scan, Birch-Murnaghan fit per model")
+    for name, j in (("crystal", "left"), ("model", "left"), ("B0 GPa", "right"), ("B0'", "right"),
+                    ("V0 Å³/at", "right"), ("RMS meV/at", "right"), ("R²", "right")):
+        t.add_column(name, justify=j, no_wrap=True)
+    for r in table.sort("base_id", "model").iter_rows(named=True):
+        flag = "" if r["v0_inside_scan"] else " *"
+        t.add_row(r["base_id"], _short(r["model"]), _f(r["b0_gpa"], 1) + flag, _f(r["b0_prime"], 2),
+                  _f(r["v0_ang3_per_atom"], 2), _f(r["rms_residual_mev_per_atom"], 3), _f(r["r2"], 5))
+    t.caption = "* minimum outside the scanned volumes (extrapolated). Lower B0 = softer PES."
+    return t
+
+
+_RE_COLS = (("n", "right"), ("mean|dF|", "right"), ("|dF|>.5%", "right"), ("dθ med", "right"),
+            (">15°%", "right"), (">30°%", "right"))
+
+
+def rare_event_summary(summary: Any, dataset: str) -> Table:
+    t = _table(f"{dataset}: force errors, dF = |F_ML|-|F_DFT| (eV/Å), angle dθ (°)")
+    for name, j in (("model", "left"), ("atoms", "left"), *_RE_COLS):
+        t.add_column(name, justify=j, no_wrap=True)
+    for r in summary.filter(summary["dataset"] == dataset).iter_rows(named=True):
+        t.add_row(_short(r["model"], 14), r["atoms"].replace(" atoms", ""), str(r["n_atoms"]),
+                  _f(r["mean_abs_df_ev_per_ang"]), _pct(r["frac_abs_df_gt_0.5"]), _f(r["median_dtheta_deg"], 1),
+                  _pct(r["frac_dtheta_gt_15"]), _pct(r["frac_dtheta_gt_30"]))
+    t.caption = "RE = migrating atoms (r == 0); all = every atom of the set."
+    return t
+
+
+def rare_events_by_distance(binned: Any, dataset: str) -> Table:
+    t = _table(f"{dataset}: by distance r to the migrating atom (Å)")
+    for name, j in (("model", "left"), ("r Å", "left"), *_RE_COLS):
+        t.add_column(name, justify=j, no_wrap=True)
+    for r in binned.filter(binned["dataset"] == dataset).sort("model", "bin_index").iter_rows(named=True):
+        t.add_row(_short(r["model"], 14), r["r_bin_ang"], str(r["n_atoms"]),
+                  _f(r["mean_abs_df_ev_per_ang"]), _pct(r["frac_abs_df_gt_0.5"]), _f(r["median_dtheta_deg"], 1),
+                  _pct(r["frac_dtheta_gt_15"]), _pct(r["frac_dtheta_gt_30"]))
+    return t
+
+

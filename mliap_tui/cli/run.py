@@ -1,0 +1,69 @@
+"""``mliap-tui run``: evaluate models on a dataset (only what is not cached yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from mliap_tui.cli import console, options, render
+
+RUN_EPILOG = options.examples(
+    "mliap-tui run --data sample --models chgnet-0.3.0,sevennet-0",
+    "mliap-tui run --data sample --models sevennet-0 --device cuda --limit 100",
+    "mliap-tui run --data sample --models chgnet-0.3.0 --mode relax --limit 20",
+    "mliap-tui run --data mp --models orb-v2 --python-for orb=/opt/orb-venv/bin/python",
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        help="evaluate models on a dataset (only what is not cached yet)",
+        description="Evaluate each model on each crystal of a dataset and store the predictions. "
+        "Models run in worker subprocesses, in batches sized by atom count; results are "
+        "committed in chunks, so an interrupted run resumes where it stopped.",
+        epilog=RUN_EPILOG,
+        formatter_class=options.formatter(),
+    )
+    options.add_data(run)
+    options.add_models(run)
+    options.add_device(run)
+    options.add_mode(run, "static single points on the DFT structures (default) or FIRE relaxations")
+    run.add_argument("--limit", type=options.positive_int, help="evaluate at most N materials per model")
+    run.add_argument("--forces", action="store_true", help="also store forces (eV/Å) and stress (GPa)")
+    run.add_argument("--retry-failed", action="store_true", help="re-evaluate rows that failed before")
+    run.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
+                     help="local weights file (or folder) for a model; repeat for several models")
+    run.add_argument("--python-for", action="append", default=[], metavar="FAMILY=PYTHON",
+                     help="run a model family's worker with another interpreter (its own venv), e.g. orb=/opt/orb/bin/python")
+    options.add_cache(run)
+    run.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mliap_tui.cli.progress import RichProgress
+    from mliap_tui.engine.runner import run_evaluation
+
+    cache = options.cache_of(args)
+    model_ids = options.model_ids(args.models)
+    python_for = options.parse_pairs(args.python_for, "--python-for")
+    checkpoints = options.parse_pairs(args.checkpoint, "--checkpoint")
+    with RichProgress(console=console) as show:
+        summary = run_evaluation(
+            cache,
+            args.data,
+            model_ids,
+            mode=args.mode,
+            device=args.device,
+            dtype=args.dtype,
+            limit=args.limit,
+            forces=args.forces,
+            stress=args.forces,
+            python_for=python_for,
+            on_event=show,
+            retry_failed=args.retry_failed,
+            checkpoints=checkpoints,
+        )
+    console.print(render.run_summary(summary))
+    if summary.ok:
+        console.print(f"[dim]next: mliap-tui summary --data {args.data} --by dof   (or mliap-tui to explore)[/dim]")
+    return 0 if summary.ok else 1

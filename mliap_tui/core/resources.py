@@ -1,0 +1,45 @@
+"""Files shipped inside the package, found through ``importlib.resources``.
+
+The shipped sample lives in the repository's top-level ``sample_data/`` folder; the package
+reaches it as ``mliap_tui/sample_data`` (a link in the source tree, real files in the wheel), so
+an editable install, a plain ``pip install .`` and a wheel all read the same files and no code
+depends on where a checkout sits.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+SAMPLE_MATERIALS_FILE = "mp_sample_materials.csv.gz"
+ELEMENTAL_REFS_FILE = "mp_elemental_reference_entries_2023-02-07.json.gz"
+
+
+class ResourceMissing(FileNotFoundError):
+    """A file that should ship with the package is not there (a broken or partial install)."""
+
+
+def package_file(*parts: str) -> Path:
+    """Path of a file shipped in the ``mliap_tui`` package, e.g. ``package_file("sample_data", name)``."""
+    ref = resources.files("mliap_tui").joinpath(*parts)
+    path = Path(str(ref))
+    if not path.is_file():
+        raise ResourceMissing(
+            f"{'/'.join(parts)} is missing from the installed mliap_tui package ({path}): reinstall it "
+            "(pip install --force-reinstall mliap-tui, or pip install -e . in a clone)"
+        )
+    return path
+
+
+def sample_materials_path() -> Path:
+    """The shipped 400-crystal Materials Project sample (CSV, gzip)."""
+    return package_file("sample_data", SAMPLE_MATERIALS_FILE)
+
+
+def elemental_refs_path() -> Path:
+    """MP elemental reference entries (2023-02-07, GGA/GGA+U, MP2020), used for formation energies."""
+    return package_file("sample_data", ELEMENTAL_REFS_FILE)
+
+
+__all__ = ["ELEMENTAL_REFS_FILE", "SAMPLE_MATERIALS_FILE", "ResourceMissing", "elemental_refs_path",
+           "package_file", "sample_materials_path"]

@@ -1,0 +1,250 @@
+"""The project's vocabulary: every name that more than one layer uses, defined once.
+
+Names are ``StrEnum`` members, so they compare equal to (and serialise as) their plain string
+values: ``Mode.STATIC == "static"``; the cache and the worker protocol store the strings.
+Each enum has a human ``label`` for screens and tables.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# ---- defaults shared by several layers ---------------------------------------------------------
+
+#: spglib distance tolerance (Å): the Materials Project's default, used by import and relax mode.
+DEFAULT_SYMPREC_ANG = 0.1
+#: spglib angle tolerance (degrees), as pymatgen and the Materials Project use it.
+DEFAULT_ANGLE_TOLERANCE_DEG = 5.0
+#: "near the hull": DFT energy above hull below this (eV/atom).
+NEAR_HULL_EV_PER_ATOM = 0.050
+#: Two atoms closer than this (Å, periodic images included) make a structure unusable.
+DEFAULT_MIN_DISTANCE_ANG = 0.5
+
+
+# ---- crystal systems ---------------------------------------------------------------------------
+
+
+class CrystalSystem(StrEnum):
+    TRICLINIC = "triclinic"
+    MONOCLINIC = "monoclinic"
+    ORTHORHOMBIC = "orthorhombic"
+    TETRAGONAL = "tetragonal"
+    TRIGONAL = "trigonal"
+    HEXAGONAL = "hexagonal"
+    CUBIC = "cubic"
+
+    @property
+    def label(self) -> str:
+        return self.value
+
+    @property
+    def abbrev(self) -> str:
+        """Short form for narrow table columns (at most 8 characters)."""
+        return _CS_ABBREV[self]
+
+
+_CS_ABBREV = {
+    CrystalSystem.TRICLINIC: "tricl.",
+    CrystalSystem.MONOCLINIC: "monocl.",
+    CrystalSystem.ORTHORHOMBIC: "orthorh.",
+    CrystalSystem.TETRAGONAL: "tetrag.",
+    CrystalSystem.TRIGONAL: "trigonal",
+    CrystalSystem.HEXAGONAL: "hexag.",
+    CrystalSystem.CUBIC: "cubic",
+}
+#: In order of rising symmetry, as plain strings.
+CRYSTAL_SYSTEMS: tuple[str, ...] = tuple(cs.value for cs in CrystalSystem)
+
+
+# ---- evaluation modes, precisions, statuses ------------------------------------------------------
+
+
+class Mode(StrEnum):
+    STATIC = "static"  # single point on the DFT structure
+    RELAX = "relax"  # FIRE + Fréchet cell filter relaxation, then a single point
+
+    @property
+    def label(self) -> str:
+        return {"static": "static (DFT geometry)", "relax": "relaxed by the model"}[self.value]
+
+
+MODES: tuple[str, ...] = tuple(m.value for m in Mode)
+
+
+class DType(StrEnum):
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+
+    @property
+    def label(self) -> str:
+        return self.value
+
+
+DTYPES: tuple[str, ...] = tuple(d.value for d in DType)
+
+
+class Status(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+class FailureKind(StrEnum):
+    """Why one structure got a ``failed`` row (the run goes on)."""
+
+    INVALID = "invalid"  # the row could not be turned into a sane structure
+    UNSUPPORTED = "unsupported"  # elements outside the model's coverage
+    OOM = "oom"  # out of memory even alone
+    EXCEPTION = "exception"  # the model raised on this structure alone
+    NON_FINITE = "non_finite"  # NaN/inf energy, forces or stress
+    DIVERGED = "diverged"  # relaxation: exploding cell, collapsing atoms
+
+    @property
+    def label(self) -> str:
+        return _FAILURE_LABEL[self]
+
+
+_FAILURE_LABEL = {
+    FailureKind.INVALID: "invalid structure",
+    FailureKind.UNSUPPORTED: "element not covered",
+    FailureKind.OOM: "out of memory",
+    FailureKind.EXCEPTION: "model raised",
+    FailureKind.NON_FINITE: "NaN/inf output",
+    FailureKind.DIVERGED: "relaxation diverged",
+}
+
+
+class WorkerErrorKind(StrEnum):
+    """Why a whole worker (one model) stopped."""
+
+    MODEL_UNAVAILABLE = "model_unavailable"
+    BAD_JOB = "bad_job"
+    SYSTEMATIC_FAILURE = "systematic_failure"
+    CRASHED = "crashed"
+    EXCEPTION = "exception"
+    WRITE_FAILED = "write_failed"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ")
+
+
+class EnergyConvention(StrEnum):
+    """Which DFT energies a model was trained on (see docs/ARCHITECTURE.md, "Energies")."""
+
+    MP2020 = "mp2020"  # MP2020-corrected GGA/GGA+U (CHGNet)
+    RAW_PBE = "raw_pbe"  # uncorrected PBE(+U): the MP2020 correction is added before comparing
+    R2SCAN = "r2scan"  # r2SCAN: not comparable with the PBE hull
+
+    @property
+    def label(self) -> str:
+        return {"mp2020": "MP2020-corrected", "raw_pbe": "raw PBE", "r2scan": "r2SCAN"}[self.value]
+
+
+# ---- metrics -----------------------------------------------------------------------------------
+
+
+class Metric(StrEnum):
+    E_PER_ATOM = "e_per_atom"
+    E_FORM_PER_ATOM = "e_form_per_atom"
+    E_ABOVE_HULL = "e_above_hull"
+    E_ABOVE_HULL_REBUILT = "e_above_hull_rebuilt"
+
+    @property
+    def label(self) -> str:
+        return METRIC_LABEL[self.value]
+
+    @property
+    def short_label(self) -> str:
+        return METRIC_SHORT_LABEL[self.value]
+
+    @property
+    def columns(self) -> tuple[str, str, str]:
+        """(DFT column, predicted column, signed-error column) of the tidy error table."""
+        return METRICS[self.value]
+
+
+#: metric -> (DFT column, predicted column, signed-error column). All eV/atom, MP2020 convention.
+METRICS: dict[str, tuple[str, str, str]] = {
+    "e_per_atom": ("e_per_atom_dft_mp2020", "e_per_atom_pred_mp2020", "d_e_per_atom"),
+    "e_form_per_atom": ("e_form_per_atom_dft_mp2020", "e_form_per_atom_pred", "d_e_form_per_atom"),
+    "e_above_hull": ("e_above_hull_dft_mp2020", "e_above_hull_pred_fixed", "d_e_above_hull"),
+    "e_above_hull_rebuilt": ("e_above_hull_dft_rebuilt", "e_above_hull_pred_rebuilt", "d_e_above_hull_rebuilt"),
+}
+#: Long labels (plot titles, status lines).
+METRIC_LABEL: dict[str, str] = {
+    "e_per_atom": "total energy",
+    "e_form_per_atom": "formation energy",
+    "e_above_hull": "Ehull (fixed DFT hull)",
+    "e_above_hull_rebuilt": "Ehull (rebuilt hull)",
+}
+#: Short labels (table cells).
+METRIC_SHORT_LABEL: dict[str, str] = {
+    "e_per_atom": "E",
+    "e_form_per_atom": "Eform",
+    "e_above_hull": "Ehull (DFT hull)",
+    "e_above_hull_rebuilt": "Ehull rebuilt",
+}
+#: What a user may type for a metric (filter language, --metric), lower case.
+METRIC_ALIASES: dict[str, str] = {
+    "e": "e_per_atom",
+    "etot": "e_per_atom",
+    "e_per_atom": "e_per_atom",
+    "eform": "e_form_per_atom",
+    "e_form": "e_form_per_atom",
+    "e_form_per_atom": "e_form_per_atom",
+    "ehull": "e_above_hull",
+    "e_above_hull": "e_above_hull",
+    "ehull_rebuilt": "e_above_hull_rebuilt",
+    "e_above_hull_rebuilt": "e_above_hull_rebuilt",
+}
+#: The shortest alias of each metric (how the filter language writes it back).
+METRIC_SHORT: dict[str, str] = {
+    "e_per_atom": "e",
+    "e_form_per_atom": "eform",
+    "e_above_hull": "ehull",
+    "e_above_hull_rebuilt": "ehull_rebuilt",
+}
+#: Metrics read straight from the cache (the rebuilt-hull one needs hulls computed).
+CHEAP_METRICS: tuple[str, ...] = ("e_per_atom", "e_form_per_atom", "e_above_hull")
+
+# ---- groupings and DOF columns ---------------------------------------------------------------
+
+#: ``--by`` groupings of the summary and the study view -> their labels.
+GROUPINGS: dict[str, str] = {
+    "dof": "total DOF",
+    "crystal_system": "crystal system",
+    "spacegroup": "space group",
+}
+#: DOF columns of the materials table -> labels.
+DOF_LABELS: dict[str, str] = {
+    "total_dof": "total DOF",
+    "lattice_dof": "lattice DOF",
+    "wyckoff_dof": "Wyckoff DOF",
+    "polar_dof": "polar DOF",
+}
+
+__all__ = [
+    "CHEAP_METRICS",
+    "CRYSTAL_SYSTEMS",
+    "DEFAULT_ANGLE_TOLERANCE_DEG",
+    "DEFAULT_MIN_DISTANCE_ANG",
+    "DEFAULT_SYMPREC_ANG",
+    "DOF_LABELS",
+    "DTYPES",
+    "GROUPINGS",
+    "METRICS",
+    "METRIC_ALIASES",
+    "METRIC_LABEL",
+    "METRIC_SHORT",
+    "METRIC_SHORT_LABEL",
+    "MODES",
+    "NEAR_HULL_EV_PER_ATOM",
+    "CrystalSystem",
+    "DType",
+    "EnergyConvention",
+    "FailureKind",
+    "Metric",
+    "Mode",
+    "Status",
+    "WorkerErrorKind",
+]

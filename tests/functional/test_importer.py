@@ -1,0 +1,428 @@
+"""The import pipeline: validation with per-row reasons, energy conventions, lossless structures,
+the report, the cache round trip and the mp-api path on a recorded response."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+import pytest
+from pymatgen.core import Structure
+from support import FIXTURES as FIX
+
+from mliap_tui.cache import MATERIALS_SCHEMA, Cache
+from mliap_tui.core import resources
+from mliap_tui.data import mp_api
+from mliap_tui.data.importer import (
+    CORRECTION_MISMATCH_TOL_EV_PER_ATOM,
+    ImportReport,
+    binned_histogram,
+    build_materials_table,
+    check_dft_values,
+    default_dataset_name,
+    fill_energy_conventions,
+    import_dataset,
+)
+from mliap_tui.data.readers import RawRecord, read_records
+from mliap_tui.data.structures import row_to_structure
+
+FAKE_KEY = "0123456789abcdef0123456789abcdef"  # 32 characters, like a real key; never sent anywhere
+
+
+def _build(path, fmt=None, **kw):
+    return build_materials_table(read_records(path, fmt), "t", n_jobs=1, **kw)
+
+
+def _rejected(report: ImportReport) -> dict[str, str]:
+    return {mid: reason for _, mid, reason in report.rejected}
+
+
+def _refs_from_file() -> dict[str, float]:
+    """Lowest MP2020 energy per atom per element, read independently of mliap_tui.thermo."""
+    with gzip.open(resources.elemental_refs_path(), "rt") as fh:
+        raw = json.load(fh)
+    out: dict[str, float] = {}
+    for entry in raw.values():
+        (el, n), = entry["composition"].items()
+        e = (entry["energy"] + entry.get("correction", 0.0)) / n
+        out[el] = min(out.get(el, e), e)
+    return out
+
+
+# ---- validation: bad rows are rejected with a reason, the rest loads ------------------------
+
+
+def test_malformed_mp20_rows_rejected_with_reasons():
+    df, report = _build(FIX / "mp20_malformed.csv")
+    assert sorted(df["material_id"]) == ["mp-10009", "mp-1225695"]
+    assert report.n_read == 9 and report.n_loaded == 2 and report.n_rejected == 7
+    reasons = _rejected(report)
+    assert "malformed CIF" in reasons["bad-broken-cif"]
+    assert "zero volume" in reasons["bad-zero-volume"]
+    assert "disordered or partially occupied site" in reasons["bad-partial-occupancy"]
+    assert reasons["bad-unknown-element"] == "unknown element symbol 'Xx'"
+    assert reasons["bad-nan-energy"] == "non-finite e_form_per_atom_dft_mp2020 (nan)"
+    assert reasons["mp-1225695"].startswith("duplicate material_id (kept the first")
+    assert reasons["row 9"] == "row 9: empty material_id"
+    # the first of the duplicates is the one kept
+    cuni = df.filter(pl.col("material_id") == "mp-1225695")
+    assert cuni["e_form_per_atom_dft_mp2020"][0] == pytest.approx(0.0648625199999992)
+    assert report.rejection_reasons()["malformed CIF"] == 2
+
+
+def test_structure_folder_rejections():
+    df, report = _build(FIX / "structures")
+    assert sorted(df["material_id"]) == ["POSCAR_mp-1224266", "mp-10009", "mp-1225695", "mp-626680"]
+    reasons = _rejected(report)
+    assert set(reasons) == {"broken", "empty", "partial_occupancy", "unknown_element", "POSCAR_zero_volume"}
+    assert reasons["empty"] == "empty file"
+    assert reasons["POSCAR_zero_volume"].startswith("zero or invalid cell volume")
+    assert reasons["unknown_element"] == "unknown element symbol 'Xx'"
+    assert "partially occupied" in reasons["partial_occupancy"]
+    # no energies in CIF/POSCAR files, but symmetry and the MP2020 correction are there
+    assert df["e_per_atom_dft_mp2020"].null_count() == len(df)
+    assert df["e_per_atom_dft_origin"].null_count() == len(df)
+    assert df["mp2020_correction_per_atom"].null_count() == 0
+    assert df["spacegroup_number"].null_count() == 0
+
+
+def test_nan_energy_rejected_and_missing_structure_reported():
+    df, report = _build(FIX / "wbm_malformed.json")
+    assert df["material_id"].to_list() == ["wbm-3-38149"]
+    reasons = _rejected(report)
+    assert reasons["wbm-5-19374"] == "non-finite e_per_atom_dft_mp2020 (nan)"
+    assert reasons["wbm-3-27145"] == "record 2: no structure"
+
+
+def test_check_dft_values():
+    assert check_dft_values({"e_per_atom_dft_raw": -1.0, "forces_dft_ev_per_ang": [0.0] * 6}, 2) is None
+    assert check_dft_values({"forces_dft_ev_per_ang": [0.0] * 5}, 2) == "forces have 5 values, expected 3 x 2 sites"
+    assert "non-finite DFT forces" in check_dft_values({"forces_dft_ev_per_ang": [0.0] * 5 + [np.inf]}, 2)
+    assert check_dft_values({"e_above_hull_dft_mp2020": float("-inf")}, 2) == "non-finite e_above_hull_dft_mp2020 (-inf)"
+    assert "unknown DFT column" in check_dft_values({"energy": 1.0}, 2)
+
+
+# ---- lossless structures -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["mp20_biternary_test_head.csv.gz", "wbm_pbe54_head.json.gz", "mptrj_3_systems.db", "structures"]
+)
+def test_row_to_structure_round_trip_is_lossless(name):
+    originals = {r.material_id: r.structure for r in read_records(FIX / name) if r.ok}
+    df, _ = _build(FIX / name)
+    assert len(df) > 0
+    for row in df.iter_rows(named=True):
+        orig, back = originals[row["material_id"]], row_to_structure(row)
+        np.testing.assert_array_equal(back.lattice.matrix, orig.lattice.matrix)
+        np.testing.assert_allclose(back.frac_coords, orig.frac_coords, rtol=0, atol=1e-12)
+        assert [s.specie.symbol for s in back] == [s.specie.symbol for s in orig]
+        assert row["n_sites"] == len(orig)
+        assert row["formula"] == orig.composition.reduced_formula
+
+
+# ---- energy conventions --------------------------------------------------------------------
+
+
+def test_fill_energy_conventions_branches():
+    both = fill_energy_conventions(-5.0, -5.3, -0.3)
+    assert (both.e_per_atom_dft_raw, both.e_per_atom_dft_mp2020, both.origin, both.warning) == (-5.0, -5.3, "reported", None)
+    assert both.mp2020_correction_per_atom == pytest.approx(-0.3)
+    mismatch = fill_energy_conventions(-5.0, -5.3, -0.3 + 2 * CORRECTION_MISMATCH_TOL_EV_PER_ATOM)
+    assert mismatch.mp2020_correction_per_atom == pytest.approx(-0.3) and "differs" in mismatch.warning
+    raw_only = fill_energy_conventions(-5.0, None, -0.25)
+    assert raw_only.e_per_atom_dft_mp2020 == pytest.approx(-5.25) and raw_only.origin == "reported"
+    mp_only = fill_energy_conventions(None, -5.25, -0.25)
+    assert mp_only.e_per_atom_dft_raw == pytest.approx(-5.0)
+    rebuilt = fill_energy_conventions(None, None, -0.25, rebuilt_e_per_atom_mp2020=-6.0)
+    assert (rebuilt.e_per_atom_dft_mp2020, rebuilt.e_per_atom_dft_raw, rebuilt.origin) == (-6.0, -5.75, "rebuilt")
+    no_corr = fill_energy_conventions(-5.0, None, None)
+    assert no_corr.e_per_atom_dft_mp2020 is None and no_corr.origin == "reported"
+    nothing = fill_energy_conventions(None, None, -0.1)
+    assert nothing.origin is None and nothing.e_per_atom_dft_mp2020 is None
+
+
+def test_mp20_total_energies_rebuilt_from_elemental_refs():
+    refs = _refs_from_file()
+    df, report = _build(FIX / "mp20_biternary_test_head.csv.gz")
+    assert report.n_loaded == 8 and report.energy_origin_counts == {"rebuilt": 8}
+    for row in df.iter_rows(named=True):
+        species = row["species"]
+        mu = sum(refs[el] for el in species) / len(species)
+        assert row["e_per_atom_dft_mp2020"] == pytest.approx(row["e_form_per_atom_dft_mp2020"] + mu, abs=1e-9)
+        assert row["e_per_atom_dft_raw"] == pytest.approx(row["e_per_atom_dft_mp2020"] - row["mp2020_correction_per_atom"], abs=1e-12)
+        assert row["e_per_atom_dft_origin"] == "rebuilt"
+        assert row["mp2020_run_type"] in ("GGA", "GGA+U")
+    # symmetry at 0.1 Å reproduces the space group the CSV reports (no mismatch warnings)
+    assert not [w for w in report.warnings if "space group" in w[2]]
+    gate = df.filter(pl.col("material_id") == "mp-10009").row(0, named=True)
+    assert gate["spacegroup_number"] == 194 and gate["crystal_system"] == "hexagonal"
+    assert gate["total_dof"] == gate["lattice_dof"] + gate["wyckoff_dof"]
+
+
+def test_wbm_reported_energies_keep_their_correction():
+    df, report = _build(FIX / "wbm_pbe54_head.json.gz")
+    assert report.energy_origin_counts == {"reported": 4}
+    sctei = df.filter(pl.col("material_id") == "wbm-5-19374").row(0, named=True)
+    assert sctei["mp2020_correction_per_atom"] == pytest.approx((2 * -0.379 + 2 * -0.422) / 6, abs=1e-9)
+    assert sctei["mp2020_run_type"] == "GGA"
+    # the computed MP2020 corrections agree with the reported ones for these four crystals
+    assert not [w for w in report.warnings if "correction" in w[2]]
+
+
+def test_entries_without_adjustments_get_computed_mp2020():
+    df, _ = _build(FIX / "wbm_computed_structure_entries.json.gz")
+    wbm, _ = _build(FIX / "wbm_pbe54_head.json.gz")
+    a = df.sort("material_id")
+    b = wbm.sort("material_id")
+    # entries JSON (raw + MP2020 adjustments, or raw only) and the WBM file end up identical
+    np.testing.assert_allclose(a["e_per_atom_dft_raw"], b["e_per_atom_dft_raw"], atol=1e-12)
+    np.testing.assert_allclose(a["e_per_atom_dft_mp2020"], b["e_per_atom_dft_mp2020"], atol=1e-9)
+    np.testing.assert_allclose(a["mp2020_correction_per_atom"], b["mp2020_correction_per_atom"], atol=1e-9)
+
+
+def test_forces_are_stored_flat():
+    df, _ = _build(FIX / "mptrj_3_systems.db")
+    assert df["forces_dft_ev_per_ang"].list.len().to_list() == [3 * n for n in df["n_sites"]]
+    assert df["e_per_atom_dft_raw"].null_count() == 0
+    # raw MPtrj energies get the MP2020 convention added (Cr/Fe oxide -> GGA+U)
+    crfeo3 = df.filter(pl.col("formula") == "CrFeO3").row(0, named=True)
+    assert crfeo3["mp2020_run_type"] == "GGA+U" and crfeo3["mp2020_correction_per_atom"] < 0
+    assert crfeo3["e_per_atom_dft_mp2020"] == pytest.approx(crfeo3["e_per_atom_dft_raw"] + crfeo3["mp2020_correction_per_atom"])
+
+
+def test_symmetry_failure_and_correction_failure_are_reported(monkeypatch):
+    from mliap_tui import symmetry, thermo
+
+    recs = [r for r in read_records(FIX / "wbm_pbe54_head.json.gz")]
+    real_sym, real_corr = symmetry.symmetry_columns, thermo.mp2020_corrections_per_atom
+
+    def sym(rows, symprec_ang, n_jobs):
+        out = real_sym(rows, symprec_ang, n_jobs)
+        out[0] = {"error": "spglib found no symmetry"}
+        return out
+
+    def corr(structures, n_jobs):
+        out = real_corr(structures, n_jobs)
+        out[1] = (None, "GGA", "ValueError: MP2020 rejects this entry")
+        return out
+
+    monkeypatch.setattr(symmetry, "symmetry_columns", sym)
+    monkeypatch.setattr(thermo, "mp2020_corrections_per_atom", corr)
+    df, report = build_materials_table(recs, "t", n_jobs=1)
+    assert _rejected(report) == {recs[0].material_id: "symmetry analysis failed at symprec 0.1 Å: spglib found no symmetry"}
+    second = df.filter(pl.col("material_id") == recs[1].material_id).row(0, named=True)
+    # both totals were reported, so the row keeps its reported correction despite the failure
+    assert second["e_per_atom_dft_mp2020"] is not None
+    assert [w[1] for w in report.warnings] == [recs[1].material_id]
+    assert report.warnings[0][2].endswith("the reported one is stored")
+    # a row with only a raw energy cannot get its MP2020 total without the correction
+    raw_only = RawRecord(recs[1].material_id, "x", recs[1].structure, {"e_per_atom_dft_raw": -4.9})
+    monkeypatch.setattr(thermo, "mp2020_corrections_per_atom", lambda s, n: [(None, "GGA", "ValueError: nope")])
+    monkeypatch.setattr(symmetry, "symmetry_columns", real_sym)
+    df, report = build_materials_table([raw_only], "t", n_jobs=1)
+    assert df["e_per_atom_dft_mp2020"][0] is None and df["e_per_atom_dft_raw"][0] == -4.9
+    assert report.warnings[0][2] == "MP2020 correction could not be computed (ValueError: nope); left empty"
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def test_report_dict_round_trip_and_rendering():
+    from rich.console import Console
+
+    _, report = _build(FIX / "mp20_malformed.csv")
+    d = report.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert d["n_loaded"] == 2 and d["n_rejected"] == 7 and len(d["rejected"]) == 7
+    assert ImportReport.from_dict(d).to_dict() == d
+    assert sum(report.crystal_system_counts.values()) == sum(report.dof_histogram.values()) == 2
+    from mliap_tui.cli import render
+
+    console = Console(record=True, width=160)
+    console.print(render.import_report(report))
+    text = console.export_text()
+    for needle in ("2 loaded", "7 rejected", "symprec 0.1 Å", "eV/atom", "unknown element symbol 'Xx'", "hexagonal"):
+        assert needle in text, needle
+
+
+def test_binned_histogram():
+    assert binned_histogram({1: 2, 3: 1}) == [("1", 2), ("2", 0), ("3", 1)]
+    bins = binned_histogram({k: 1 for k in range(1, 61)}, max_bins=12)
+    assert len(bins) == 12 and bins[0] == ("1-5", 5) and sum(n for _, n in bins) == 60
+
+
+# ---- import into the cache -----------------------------------------------------------------
+
+
+def test_import_dataset_writes_table_and_report(tmp_path):
+    cache = Cache(tmp_path)
+    report = import_dataset(FIX / "mp20_malformed.csv", cache=cache, n_jobs=1)
+    assert report.dataset == "mp20_malformed" == default_dataset_name(FIX / "mp20_malformed.csv")
+    df = cache.scan_materials("mp20_malformed").collect()
+    assert df.schema == MATERIALS_SCHEMA
+    assert sorted(df["material_id"]) == ["mp-10009", "mp-1225695"]
+    assert (df["dataset"] == "mp20_malformed").all()
+    stored = json.loads(cache.report_path("mp20_malformed").read_text())
+    assert stored["n_rejected"] == 7 and stored["materials_path"] == str(cache.materials_path("mp20_malformed"))
+    # the stored table still round-trips losslessly
+    originals = {r.material_id: r.structure for r in read_records(FIX / "mp20_malformed.csv") if r.ok}
+    for row in df.iter_rows(named=True):
+        np.testing.assert_array_equal(row_to_structure(row).frac_coords, originals[row["material_id"]].frac_coords)
+
+
+def test_import_limit_and_append(tmp_path):
+    cache = Cache(tmp_path)
+    first = import_dataset(FIX / "mp20_biternary_test_head.csv.gz", dataset="mix", cache=cache, limit=3, n_jobs=1)
+    assert (first.n_read, first.n_loaded) == (3, 3)
+    second = import_dataset(
+        [FIX / "mp20_biternary_test_head.csv.gz", FIX / "wbm_pbe54_head.json.gz"],
+        dataset="mix", cache=cache, append=True, n_jobs=1,
+    )
+    # the 3 MP-20 rows already stored are duplicates now; 5 new MP-20 + 4 WBM rows are added
+    assert second.n_read == 12 and second.n_loaded == 9 and second.n_in_dataset == 12
+    assert all("already" not in r and "existing dataset" in r for _, _, r in second.rejected)
+    df = cache.scan_materials("mix").collect()
+    assert len(df) == 12 and df["material_id"].is_unique().all()
+    assert set(df["e_per_atom_dft_origin"]) == {"rebuilt", "reported"}
+
+
+def test_import_sample_uses_the_shipped_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(resources, "SAMPLE_MATERIALS_FILE", "missing.csv.gz")
+    with pytest.raises(FileNotFoundError, match="missing from the installed mliap_tui package"):
+        import_dataset("sample", cache=Cache(tmp_path))
+    monkeypatch.setattr(resources, "sample_materials_path", lambda: FIX / "mp20_biternary_test_head.csv.gz")
+    report = import_dataset("sample", cache=Cache(tmp_path), limit=2, n_jobs=1)
+    assert report.dataset == "sample" and report.n_loaded == 2
+    assert report.sources == [str(FIX / "mp20_biternary_test_head.csv.gz")]
+
+
+def test_import_missing_path_fails_before_writing(tmp_path):
+    cache = Cache(tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        import_dataset(tmp_path / "nope.csv", cache=cache)
+    assert cache.datasets() == []
+
+
+def test_all_rejected_writes_no_table(tmp_path):
+    cache = Cache(tmp_path)
+    report = import_dataset(FIX / "empty.csv", cache=cache)
+    assert report.n_loaded == 0 and report.rejected == [(str(FIX / "empty.csv"), "empty", "empty file")]
+    assert not cache.has_materials("empty") and cache.report_path("empty").is_file()
+
+
+# ---- mp-api on a recorded response ---------------------------------------------------------
+
+
+def _recorded_docs() -> list[dict]:
+    return json.loads((FIX / "mp_api_summary_response.json").read_text())
+
+
+class _FakeSummary:
+    """Stands in for MPRester().materials.summary: serves the recorded docs, pages like mp-api."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def search(self, fields=None, chunk_size=1000, num_chunks=None, **criteria):
+        self.log.append({"fields": fields, "chunk_size": chunk_size, "num_chunks": num_chunks, **criteria})
+        docs = _recorded_docs()
+        if num_chunks is not None:
+            docs = docs[: chunk_size * num_chunks]
+        return [{k: d[k] for k in [*fields, "fields_not_requested"]} for d in docs]
+
+
+def _fake_mprester(log):
+    class FakeMPRester:
+        def __init__(self, api_key=None, use_document_model=True, **kw):
+            log.append({"api_key": api_key, "use_document_model": use_document_model})
+            self.materials = SimpleNamespace(summary=_FakeSummary(log))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    return FakeMPRester
+
+
+def test_mp_api_import_on_recorded_response(tmp_path, monkeypatch):
+    log: list[dict] = []
+    monkeypatch.setattr(mp_api, "load_mprester", lambda: _fake_mprester(log))
+    monkeypatch.setenv("MP_API_KEY", FAKE_KEY)
+    cache = Cache(tmp_path)
+    report = import_dataset("mp", cache=cache, n_jobs=1)
+    assert log[0] == {"api_key": FAKE_KEY, "use_document_model": False}
+    assert log[1]["fields"] == list(mp_api.SUMMARY_FIELDS) and log[1]["deprecated"] is False
+    docs = {d["material_id"]: d for d in _recorded_docs()}
+    assert report.dataset == "mp" and report.n_loaded == len(docs) and report.sources == [mp_api.SOURCE]
+    df = cache.scan_materials("mp").collect()
+    for row in df.iter_rows(named=True):
+        doc = docs[row["material_id"]]
+        assert row["e_form_per_atom_dft_mp2020"] == doc["formation_energy_per_atom"]
+        assert row["e_above_hull_dft_mp2020"] == doc["energy_above_hull"]
+        assert row["e_per_atom_dft_mp2020"] == doc["energy_per_atom"]
+        assert row["e_per_atom_dft_raw"] == doc["uncorrected_energy_per_atom"]
+        assert row["e_per_atom_dft_origin"] == "reported"
+        np.testing.assert_array_equal(row_to_structure(row).frac_coords, Structure.from_dict(doc["structure"]).frac_coords)
+    assert any(row["mp2020_correction_per_atom"] < 0 for row in df.iter_rows(named=True))  # the oxides
+    assert not report.warnings
+
+
+def test_mp_api_limit_pages_and_truncates(monkeypatch):
+    log: list[dict] = []
+    monkeypatch.setattr(mp_api, "load_mprester", lambda: _fake_mprester(log))
+    docs = mp_api.fetch_summary_docs(api_key=FAKE_KEY, limit=2)
+    assert len(docs) == 2 and log[1]["chunk_size"] == 2 and log[1]["num_chunks"] == 1
+    docs = mp_api.fetch_summary_docs(api_key=FAKE_KEY, limit=3, chunk_size=2, elements=["O"])
+    assert len(docs) == 3 and log[3]["num_chunks"] == 2 and log[3]["elements"] == ["O"]
+
+
+def test_mp_api_docs_as_objects_with_structures():
+    doc = _recorded_docs()[0]
+    obj = SimpleNamespace(**{**doc, "structure": Structure.from_dict(doc["structure"])})
+    rec = mp_api.summary_doc_to_record(obj, 0)
+    assert rec.ok and rec.material_id == doc["material_id"]
+    assert rec.dft["e_per_atom_dft_raw"] == doc["uncorrected_energy_per_atom"]
+    bad = mp_api.summary_doc_to_record({"material_id": "mp-1", "structure": None}, 7)
+    assert bad.error == "doc 7: no structure"
+
+
+def test_mp_api_needs_a_key(monkeypatch, tmp_path):
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    with pytest.raises(mp_api.MPApiUnavailable, match="--api-key KEY or set MP_API_KEY"):
+        import_dataset("mp", cache=Cache(tmp_path))
+
+
+def test_mp_api_needs_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mp_api", None)  # import mp_api now raises ImportError
+    with pytest.raises(mp_api.MPApiUnavailable, match=r"pip install 'mliap-tui\[mp\]'"):
+        mp_api.read_mp_api(api_key=FAKE_KEY)
+
+
+def test_mp_api_client_errors_are_one_line(monkeypatch):
+    class Broken:
+        def __init__(self, **kw):
+            raise ConnectionError("api.materialsproject.org unreachable")
+
+    monkeypatch.setattr(mp_api, "load_mprester", lambda: Broken)
+    with pytest.raises(RuntimeError, match="Materials Project download failed .*unreachable"):
+        mp_api.fetch_summary_docs(api_key=FAKE_KEY)
+
+
+def test_raw_record_ok_flag():
+    assert not RawRecord("x", "s", error="bad").ok
+    assert not RawRecord("x", "s").ok
+
+
+def test_shipped_sample_imports_cleanly(tmp_path):
+    report = import_dataset("sample", cache=Cache(tmp_path), limit=20, n_jobs=1)
+    assert report.n_read == 20 and report.n_loaded == 20, report.rejected
+    df = Cache(tmp_path).scan_materials("sample").collect()
+    assert df["e_form_per_atom_dft_mp2020"].null_count() == 0
+    assert not [w for w in report.warnings if "space group" in w[2]]

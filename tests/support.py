@@ -1,0 +1,113 @@
+"""Helpers shared by the tests (imported by conftest.py and by test modules; holds no tests).
+
+Reference data beyond what the repository ships lives in ``../shared/data`` next to a checkout
+(CI has it; a fresh clone does not). ``SHARED_DATA_DIR`` is that folder, or None when it is absent
+or hidden with ``MLIAP_TUI_SHARED_DATA=none`` (how ``.ci/run`` replays a fresh clone);
+``MLIAP_TUI_SHARED_DATA=/path`` points elsewhere. Tests that need it use :func:`needs_shared`,
+which skips with the reason when the files are not there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+FIXTURES = TESTS_DIR / "fixtures"
+REPO_DIR = TESTS_DIR.parent
+
+
+def _shared_data_dir() -> Path | None:
+    env = os.environ.get("MLIAP_TUI_SHARED_DATA")
+    if env is not None:
+        if env.strip().lower() in ("", "none", "0", "off"):
+            return None
+        return Path(env).expanduser()
+    candidate = REPO_DIR.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+SHARED_DATA_DIR: Path | None = _shared_data_dir()
+
+
+def shared_path(*parts: str) -> Path | None:
+    """A file or folder of the shared reference data, or None when it is not available."""
+    if SHARED_DATA_DIR is None:
+        return None
+    path = SHARED_DATA_DIR.joinpath(*parts)
+    return path if path.exists() else None
+
+
+def shared_models_dir() -> Path | None:
+    """``../shared/models`` (real checkpoints for tests), or None."""
+    if SHARED_DATA_DIR is None:
+        return None
+    path = SHARED_DATA_DIR.parent / "models"
+    return path if path.is_dir() else None
+
+
+def needs_shared(*relpaths: str) -> pytest.MarkDecorator:
+    """Skip unless every ``relpath`` exists under the shared data folder (reason says which)."""
+    missing = [p for p in relpaths if shared_path(*p.split("/")) is None]
+    where = SHARED_DATA_DIR or "../shared/data (absent, or hidden by MLIAP_TUI_SHARED_DATA=none)"
+    return pytest.mark.skipif(bool(missing), reason=f"needs shared reference data {', '.join(missing)} under {where}")
+
+
+def require_shared(*relpaths: str) -> Path:
+    """Inside a test or fixture: the path of ``relpaths[0]``, or skip naming what is missing."""
+    for rel in relpaths:
+        if shared_path(*rel.split("/")) is None:
+            pytest.skip(f"needs shared reference data {rel} (../shared/data is absent here)")
+    return shared_path(*relpaths[0].split("/"))  # type: ignore[return-value]
+
+
+# ---- real crystals the repository ships --------------------------------------------------------
+
+
+def sample_records() -> list[dict]:
+    """The shipped 400-crystal MP sample as CSV records (material_id, cif, DFT values...)."""
+    import csv
+    import gzip
+
+    from mliap_tui.core.resources import sample_materials_path
+
+    with gzip.open(sample_materials_path(), "rt", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def sample_structures(n: int, max_sites: int = 12, skip: int = 0) -> list[tuple[str, object]]:
+    """(material_id, pymatgen Structure) of the first ``n`` shipped sample crystals with at most
+    ``max_sites`` sites, after skipping ``skip`` records."""
+    import warnings
+
+    from pymatgen.core import Structure
+
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k, rec in enumerate(sample_records()):
+            if k < skip:
+                continue
+            s = Structure.from_str(rec["cif"], fmt="cif")
+            if len(s) > max_sites:
+                continue
+            out.append((rec["material_id"], s))
+            if len(out) == n:
+                break
+    return out
+
+
+def sample_rows(n: int, max_sites: int = 12, skip: int = 0, **extra: object) -> list[dict]:
+    """Materials rows (structure columns + ``extra``) of :func:`sample_structures`."""
+    from mliap_tui.data.structures import structure_columns
+
+    return [{"material_id": mid, **extra, **structure_columns(s)} for mid, s in sample_structures(n, max_sites, skip)]
+
+
+def sample_atoms(n: int, max_sites: int = 12, skip: int = 0) -> list:
+    """ASE Atoms of :func:`sample_structures`."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return [AseAtomsAdaptor.get_atoms(s) for _, s in sample_structures(n, max_sites, skip)]
