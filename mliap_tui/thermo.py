@@ -482,7 +482,11 @@ def e_above_hull_rebuilt(
     non-finite energy, or an element that has neither a given elemental entry nor a reference,
     get NaN.
     """
-    from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram, PDEntry, PhaseDiagram
+    from pymatgen.analysis.phase_diagram import (
+        PatchedPhaseDiagram,
+        PDEntry,
+        PhaseDiagram,
+    )
     from pymatgen.core import Composition
 
     ids = [str(m) for m in material_ids]

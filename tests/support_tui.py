@@ -72,7 +72,11 @@ def build_cache(root: Path) -> Cache:
 
     from mliap_tui.data.structures import structure_columns
     from mliap_tui.symmetry import analyze_structure
-    from mliap_tui.thermo import infer_mp_run_type, mp2020_correction_per_atom, rebuild_total_energies
+    from mliap_tui.thermo import (
+        infer_mp_run_type,
+        mp2020_correction_per_atom,
+        rebuild_total_energies,
+    )
 
     torch.set_num_threads(1)  # shared machine
     cache = Cache(root)

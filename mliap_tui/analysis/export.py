@@ -28,8 +28,18 @@ from typing import Iterable, Sequence
 
 import polars as pl
 
-from mliap_tui.analysis.errors import MATERIAL_COLUMNS, add_rebuilt_hull, join_predictions
-from mliap_tui.analysis.filters import Filter, FilterError, apply_filter, parse_filter, wide_column
+from mliap_tui.analysis.errors import (
+    MATERIAL_COLUMNS,
+    add_rebuilt_hull,
+    join_predictions,
+)
+from mliap_tui.analysis.filters import (
+    Filter,
+    FilterError,
+    apply_filter,
+    parse_filter,
+    wide_column,
+)
 from mliap_tui.cache import Cache
 from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
 

@@ -76,7 +76,14 @@ from typing import Callable, Iterable, Sequence
 import polars as pl
 
 from mliap_tui.core.units import MEV_PER_EV
-from mliap_tui.core.vocab import CRYSTAL_SYSTEMS, DOF_LABELS, METRIC_ALIASES, METRIC_LABEL, METRIC_SHORT, METRICS
+from mliap_tui.core.vocab import (
+    CRYSTAL_SYSTEMS,
+    DOF_LABELS,
+    METRIC_ALIASES,
+    METRIC_LABEL,
+    METRIC_SHORT,
+    METRICS,
+)
 
 ColumnResolver = Callable[[str], pl.Expr]
 

@@ -25,7 +25,12 @@ from typing import Iterable
 
 import polars as pl
 
-from mliap_tui.cache.schema import MATERIALS_SCHEMA, PREDICTION_KEY, PREDICTIONS_SCHEMA, SCHEMA_VERSION
+from mliap_tui.cache.schema import (
+    MATERIALS_SCHEMA,
+    PREDICTION_KEY,
+    PREDICTIONS_SCHEMA,
+    SCHEMA_VERSION,
+)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 

@@ -46,7 +46,7 @@ underprediction is negative. Results live in parquet files under the cache folde
 """
 
 #: command modules, in the order `--help` lists them
-COMMAND_MODULES = ("data", "models", "run", "summary", "export", "pes", "forces")
+COMMAND_MODULES = ("data", "models", "run", "summary", "export", "pes", "forces", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

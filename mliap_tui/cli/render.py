@@ -20,7 +20,13 @@ from rich.panel import Panel
 from rich.table import Table
 
 from mliap_tui.core.units import format_duration, format_mev
-from mliap_tui.core.vocab import CRYSTAL_SYSTEMS, GROUPINGS, METRIC_LABEL, METRIC_SHORT_LABEL, EnergyConvention
+from mliap_tui.core.vocab import (
+    CRYSTAL_SYSTEMS,
+    GROUPINGS,
+    METRIC_LABEL,
+    METRIC_SHORT_LABEL,
+    EnergyConvention,
+)
 from mliap_tui.data.importer import binned_histogram
 
 #: How many rejected/warning rows the import report lists (all of them are in the JSON report).
@@ -385,3 +391,49 @@ def rare_events_by_distance(binned: Any, dataset: str) -> Table:
     return t
 
 
+
+
+# ---- doctor ---------------------------------------------------------------------------------------
+
+
+def environment_report(r: Any) -> Group:
+    """An EnvironmentReport (``mliap-tui doctor``)."""
+    from mliap_tui.core.units import format_bytes
+
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("mliap-tui", r.mliap_tui_version)
+    head.add_row("python", f"{r.python} ({r.executable})")
+    head.add_row("platform", f"{r.platform}, {r.cores} usable cores")
+    head.add_row("torch", f"{r.torch_version or 'missing'}: {r.torch_note}")
+    if r.cuda_devices:
+        head.add_row("CUDA devices", "\n".join(r.cuda_devices))
+    head.add_row("NVML", ", ".join(r.nvml_gpus) if r.nvml_gpus else r.nvml_note)
+    head.add_row("cache", f"{r.cache_root} ({'exists' if r.cache_exists else 'not created yet'}; "
+                 f"datasets: {', '.join(r.datasets) or 'none'})")
+    head.add_row("free disk", format_bytes(r.free_disk_bytes))
+    head.add_row("packages", ", ".join(f"{k} {v or 'missing'}" for k, v in r.packages.items()))
+    models = Table(title="model families", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    models.add_column("family", no_wrap=True)
+    models.add_column("package", no_wrap=True)
+    models.add_column("model", no_wrap=True)
+    models.add_column("ready", no_wrap=True)
+    notes: dict[str, list[str]] = {}  # message -> models (one line per distinct reason)
+    for f in r.families:
+        pkg = f"{f.package} {f.version}" if f.version else f"[red]{f.package} missing[/red]"
+        for i, (model, ready, message) in enumerate(f.models):
+            models.add_row(f.family if i == 0 else "", pkg if i == 0 else "", model,
+                           "[green]yes[/green]" if ready else "[red]no[/red]")
+            if not ready:
+                notes.setdefault(message, []).append(model)
+        models.add_section()
+    parts: list = [head, models]
+    if notes:
+        parts += ["[bold]not ready, and what to do:[/bold]",
+                  *(f"[bold]{', '.join(ms)}[/bold]: {escape(msg)}" for msg, ms in notes.items())]
+    problems = r.problems
+    parts.append("")
+    parts.append("[green]ready to run[/green]" if not problems else
+                 "[red]blocking:[/red] " + "; ".join(escape(p) for p in problems))
+    return Group(*parts)

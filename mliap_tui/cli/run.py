@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=RUN_EPILOG,
         formatter_class=options.formatter(),
     )
-    options.add_data(run)
+    run.add_argument("--data", default="sample", metavar="NAME|PATH",
+                     help="dataset in the cache, 'sample', or a file/folder to import first (default: sample)")
     options.add_models(run)
     options.add_device(run)
     options.add_mode(run, "static single points on the DFT structures (default) or FIRE relaxations")
@@ -41,16 +42,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mliap_tui.cli.progress import RichProgress
+    from mliap_tui.data.importer import is_cached, resolve_dataset
     from mliap_tui.engine.runner import run_evaluation
 
     cache = options.cache_of(args)
     model_ids = options.model_ids(args.models)
     python_for = options.parse_pairs(args.python_for, "--python-for")
     checkpoints = options.parse_pairs(args.checkpoint, "--checkpoint")
+    if not is_cached(cache, args.data):
+        console.print(f"[dim]importing {args.data} first (not a dataset in the cache yet)[/dim]")
+    dataset, report = resolve_dataset(cache, args.data)
+    if report is not None:
+        console.print(render.import_report(report))
+        if not report.n_loaded:
+            return 1
     with RichProgress(console=console) as show:
         summary = run_evaluation(
             cache,
-            args.data,
+            dataset,
             model_ids,
             mode=args.mode,
             device=args.device,
@@ -65,5 +74,5 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     console.print(render.run_summary(summary))
     if summary.ok:
-        console.print(f"[dim]next: mliap-tui summary --data {args.data} --by dof   (or mliap-tui to explore)[/dim]")
+        console.print(f"[dim]next: mliap-tui summary --data {dataset} --by dof   (or mliap-tui to explore)[/dim]")
     return 0 if summary.ok else 1

@@ -407,6 +407,40 @@ def sample_path() -> Path:
     return sample_materials_path()
 
 
+def resolve_dataset(cache: Cache, name_or_path: str, **import_options: Any) -> tuple[str, ImportReport | None]:
+    """The dataset a command should work on, importing it first when that is what the user meant.
+
+    ``name_or_path`` is a dataset already in the cache (returned as is), ``'sample'`` (the shipped
+    sample, imported on first use), or an existing file/folder (imported under its default name,
+    unless a dataset of that name is already cached). Anything else raises FileNotFoundError listing
+    the datasets in the cache. Returns (dataset name, the ImportReport when an import happened).
+    """
+    if is_cached(cache, name_or_path):
+        return str(name_or_path), None
+    if str(name_or_path) == SAMPLE_NAME:
+        return SAMPLE_NAME, import_dataset(SAMPLE_NAME, cache=cache, **import_options)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        name = default_dataset_name(path)
+        if cache.has_materials(name):
+            return name, None
+        return name, import_dataset(path, dataset=name, cache=cache, **import_options)
+    known = ", ".join(cache.datasets()) or "none yet"
+    raise FileNotFoundError(
+        f"dataset {name_or_path!r} is neither in the cache at {cache.root} (known: {known}) nor a file or "
+        f"folder here: give a dataset name, 'sample', or a path to import (mliap-tui data import PATH)"
+    )
+
+
+def is_cached(cache: Cache, name_or_path: Any) -> bool:
+    """Is ``name_or_path`` the name of a dataset in ``cache``? (False for a path or an odd name.)"""
+    try:
+        check_name(str(name_or_path))
+    except ValueError:
+        return False
+    return cache.has_materials(str(name_or_path))
+
+
 def import_dataset(
     path_or_name: str | Path | Sequence[str | Path],
     dataset: str | None = None,

@@ -25,7 +25,12 @@ import math
 import os
 from typing import Any, Iterator, Mapping
 
-from mliap_tui.data.readers._common import RawRecord, error_record, parse_float, structure_from_dict
+from mliap_tui.data.readers._common import (
+    RawRecord,
+    error_record,
+    parse_float,
+    structure_from_dict,
+)
 
 SOURCE = "mp-api:materials.summary"
 INSTALL_HINT = "pip install 'mliap-tui[mp]'"

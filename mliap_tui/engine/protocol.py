@@ -25,7 +25,12 @@ import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from mliap_tui.core.vocab import DEFAULT_MIN_DISTANCE_ANG, DEFAULT_SYMPREC_ANG, DTYPES, MODES
+from mliap_tui.core.vocab import (
+    DEFAULT_MIN_DISTANCE_ANG,
+    DEFAULT_SYMPREC_ANG,
+    DTYPES,
+    MODES,
+)
 
 PROTOCOL_VERSION = 1
 

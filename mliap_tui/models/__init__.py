@@ -7,7 +7,13 @@ Importing ``mliap_tui.models`` is cheap (no torch): adapters are imported by ``l
     predictions = predictor.predict(atoms_list, forces=True, stress=True)
 """
 
-from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction, Predictor, UnsupportedElements
+from mliap_tui.models.base import (
+    ModelSpec,
+    ModelUnavailable,
+    Prediction,
+    Predictor,
+    UnsupportedElements,
+)
 from mliap_tui.models.registry import (
     REGISTRY,
     Availability,

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from mliap_tui.models.base import ModelSpec, Prediction
-from mliap_tui.models.registry import ELEMENTS_BY_Z, BatchedPredictor, check_elements, voigt6_from_3x3, with_elements
+from mliap_tui.models.registry import (
+    ELEMENTS_BY_Z,
+    BatchedPredictor,
+    check_elements,
+    voigt6_from_3x3,
+    with_elements,
+)
 
 
 @dataclass

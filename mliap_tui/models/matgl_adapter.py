@@ -15,7 +15,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction, split_batch
-from mliap_tui.models.registry import BatchedPredictor, check_elements, voigt6_from_3x3, with_elements
+from mliap_tui.models.registry import (
+    BatchedPredictor,
+    check_elements,
+    voigt6_from_3x3,
+    with_elements,
+)
 
 
 @dataclass

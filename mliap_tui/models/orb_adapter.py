@@ -21,7 +21,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction, split_batch
-from mliap_tui.models.registry import BatchedPredictor, check_elements, stress_ev_per_ang3_to_gpa
+from mliap_tui.models.registry import (
+    BatchedPredictor,
+    check_elements,
+    stress_ev_per_ang3_to_gpa,
+)
 
 
 @dataclass

@@ -27,7 +27,12 @@ from ase.data import chemical_symbols
 
 from mliap_tui.core.units import GPA_PER_EV_PER_ANG3
 from mliap_tui.core.vocab import DTYPES
-from mliap_tui.models.base import ModelSpec, ModelUnavailable, Prediction, UnsupportedElements
+from mliap_tui.models.base import (
+    ModelSpec,
+    ModelUnavailable,
+    Prediction,
+    UnsupportedElements,
+)
 
 # ---- element sets --------------------------------------------------------------------------
 

@@ -14,14 +14,39 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, TabbedContent, TabPane
 
 from mliap_tui.analysis.export import tidy_export_frame, wide_export_frame, write_csv
-from mliap_tui.analysis.filters import Filter, FilterError, apply_filter, parse_filter, wide_column
+from mliap_tui.analysis.filters import (
+    Filter,
+    FilterError,
+    apply_filter,
+    parse_filter,
+    wide_column,
+)
 from mliap_tui.cache import Cache
 from mliap_tui.core.units import MEV_PER_EV
-from mliap_tui.core.vocab import CHEAP_METRICS, CRYSTAL_SYSTEMS, METRIC_LABEL, METRICS, CrystalSystem
+from mliap_tui.core.vocab import (
+    CHEAP_METRICS,
+    CRYSTAL_SYSTEMS,
+    METRIC_LABEL,
+    METRICS,
+    CrystalSystem,
+)
 from mliap_tui.tui import plots
 from mliap_tui.tui.commands import ExploreCommands
-from mliap_tui.tui.messages import DatasetLoaded, DatasetLoadFailed, ResultsChanged, ViewComputed, ViewFailed
-from mliap_tui.tui.state import LoadedDataset, View, check_filter, compute_view, load_dataset, match_column
+from mliap_tui.tui.messages import (
+    DatasetLoaded,
+    DatasetLoadFailed,
+    ResultsChanged,
+    ViewComputed,
+    ViewFailed,
+)
+from mliap_tui.tui.state import (
+    LoadedDataset,
+    View,
+    check_filter,
+    compute_view,
+    load_dataset,
+    match_column,
+)
 from mliap_tui.tui.table import Column, VirtualTable
 from mliap_tui.tui.widgets import FilterStatus, PlotView, SummaryStrip
 

@@ -22,7 +22,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 
 from mliap_tui.analysis.filters import FilterError, apply_filter, parse_filter
 from mliap_tui.analysis.force_audit import ForceAudit, force_audit

@@ -53,7 +53,14 @@ from mliap_tui.engine.protocol import (
 )
 from mliap_tui.tui.commands import RunCommands
 from mliap_tui.tui.device_pane import DevicePane
-from mliap_tui.tui.messages import EngineEvent, FailuresLoaded, PlanComputed, ResultsChanged, RunEnded, SampleImported
+from mliap_tui.tui.messages import (
+    EngineEvent,
+    FailuresLoaded,
+    PlanComputed,
+    ResultsChanged,
+    RunEnded,
+    SampleImported,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_MODEL = "chgnet-0.3.0"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from mliap_tui.cli import COMMAND_MODULES, build_parser, main
 from support import REPO_DIR
+
+from mliap_tui.cli import COMMAND_MODULES, build_parser, main
 
 
 def cli(*args: str, cache=None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -21,7 +22,7 @@ def test_every_command_has_one_handler_and_help():
     sub = next(a for a in parser._actions if a.dest == "command")  # argparse has no public accessor
     names = set(sub.choices)
     assert {"data", "models", "run", "summary", "export", "pes", "softening", "rare-events"} <= names
-    assert len(COMMAND_MODULES) == 7
+    assert len(COMMAND_MODULES) == 8 and "doctor" in names
     for argv in (["models"], ["run"], ["summary"], ["export"], ["pes", "mp-1"], ["softening", "--data", "x"],
                  ["rare-events", "--data", "x"], ["data", "import", "sample"], ["data", "show"], []):
         assert callable(parser.parse_args(argv).handler), argv
@@ -67,3 +68,47 @@ def test_app_import_errors_are_not_hidden(monkeypatch, tmp_path):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     assert main(["--cache", str(tmp_path)]) == 1
+
+
+def test_doctor_reports_the_machine(tmp_path):
+    out = cli("doctor", cache=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for needle in ("python", "torch", "chgnet", "sevennet-0", "NVML", "free disk", "ready to run"):
+        assert needle in out.stdout, needle
+    import json
+
+    data = json.loads(cli("doctor", "--json", cache=tmp_path).stdout)
+    assert data["torch_version"].startswith("2.") and data["problems"] == []
+    assert {f["family"] for f in data["families"]} == {"chgnet", "sevenn", "mace", "matgl", "orb"}
+
+
+def test_run_imports_the_sample_or_a_path_on_first_use(tmp_path):
+    from support import FIXTURES
+
+    from mliap_tui.cache import Cache
+    from mliap_tui.data.importer import resolve_dataset
+
+    cache = Cache(tmp_path / "c")
+    name, report = resolve_dataset(cache, "sample", limit=3, n_jobs=1)
+    assert name == "sample" and report is not None and report.n_loaded == 3
+    assert resolve_dataset(cache, "sample") == ("sample", None)  # cached now: no second import
+    path = FIXTURES / "mpts52_test_head.csv"
+    name, report = resolve_dataset(cache, str(path), n_jobs=1)
+    assert name == "mpts52_test_head" and report.n_loaded == 4 and cache.has_materials(name)
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="known: mpts52_test_head, sample"):
+        resolve_dataset(cache, "nosuch")
+
+
+def test_run_on_a_new_cache_says_it_imports_first(tmp_path):
+    """`run --data PATH` on an empty cache imports, says so, then evaluates (one real CHGNet run)."""
+    from support import FIXTURES
+
+    out = cli("run", "--data", str(FIXTURES / "mpts52_test_head.csv"), "--models", "chgnet-0.3.0", cache=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = " ".join(out.stdout.split())  # rich wraps at 80 columns
+    assert "first (not a dataset in the cache yet)" in text and "4 loaded" in text
+    assert "summary --data mpts52_test_head" in text
+    bad = cli("run", "--data", "nosuch", "--models", "chgnet-0.3.0", cache=tmp_path)
+    assert bad.returncode == 2 and "known: mpts52_test_head" in " ".join(bad.stderr.split())

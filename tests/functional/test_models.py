@@ -26,7 +26,12 @@ from mliap_tui.models import (
     load_predictor,
     resolve_device,
 )
-from mliap_tui.models.registry import ELEMENTS_MPTRJ_89, ELEMENTS_Z1_94, stress_ev_per_ang3_to_gpa, voigt6_from_3x3
+from mliap_tui.models.registry import (
+    ELEMENTS_MPTRJ_89,
+    ELEMENTS_Z1_94,
+    stress_ev_per_ang3_to_gpa,
+    voigt6_from_3x3,
+)
 
 REQUIRED_IDS = [
     "chgnet-0.3.0", "chgnet-0.2.0", "chgnet-r2scan", "sevennet-0", "sevennet-l3i5", "mace-mp-0-medium",

@@ -20,7 +20,12 @@ from mliap_tui.analysis.export import (
     wide_table,
     write_csv,
 )
-from mliap_tui.analysis.filters import FilterError, apply_filter, parse_filter, spacegroup_symbol
+from mliap_tui.analysis.filters import (
+    FilterError,
+    apply_filter,
+    parse_filter,
+    spacegroup_symbol,
+)
 from mliap_tui.tui.state import compute_view, load_dataset, summarize
 
 

@@ -6,7 +6,14 @@ import sys
 import polars as pl
 import pytest
 
-from mliap_tui.cache import MATERIALS_SCHEMA, PREDICTIONS_SCHEMA, SCHEMA_VERSION, Cache, check_name, conform
+from mliap_tui.cache import (
+    MATERIALS_SCHEMA,
+    PREDICTIONS_SCHEMA,
+    SCHEMA_VERSION,
+    Cache,
+    check_name,
+    conform,
+)
 
 
 def _pred(mid, model="m", status="ok", e=-1.0, t=0.0):

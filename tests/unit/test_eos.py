@@ -6,7 +6,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mliap_tui.analysis.eos import birch_murnaghan_fit, make_eos_dataset, strained_structures
+from mliap_tui.analysis.eos import (
+    birch_murnaghan_fit,
+    make_eos_dataset,
+    strained_structures,
+)
 from mliap_tui.cache import Cache
 from mliap_tui.core.units import GPA_PER_EV_PER_ANG3
 

@@ -7,7 +7,14 @@ import polars as pl
 import pytest
 from support import needs_shared, shared_path
 
-from mliap_tui.analysis.rare_events import atom_errors, cdf, distance_binned, force_angle_deg, magnitude_error, rare_event_summary
+from mliap_tui.analysis.rare_events import (
+    atom_errors,
+    cdf,
+    distance_binned,
+    force_angle_deg,
+    magnitude_error,
+    rare_event_summary,
+)
 
 SI_INT_REL = "si_re/Interstitial-RE_Testing_Set"
 SI_INT = shared_path(*SI_INT_REL.split("/"))
@@ -71,7 +78,10 @@ def test_si_reader_reads_k4_forces_and_distances():
     import json
 
     from mliap_tui.data.readers import detect_format
-    from mliap_tui.data.readers.si_rare_events import atom_properties_frame, read_si_rare_events
+    from mliap_tui.data.readers.si_rare_events import (
+        atom_properties_frame,
+        read_si_rare_events,
+    )
 
     assert detect_format(SI_INT) == "si_rare_events"
     recs = list(read_si_rare_events(SI_INT))

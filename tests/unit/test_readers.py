@@ -12,7 +12,11 @@ import pytest
 from support import FIXTURES as FIX
 
 from mliap_tui.data.readers import FORMATS, RawRecord, detect_format, read_records
-from mliap_tui.data.readers._common import base_name, parse_float, structure_from_cif_text
+from mliap_tui.data.readers._common import (
+    base_name,
+    parse_float,
+    structure_from_cif_text,
+)
 from mliap_tui.data.readers.entries_json import iter_entry_dicts
 
 # Values copied from the source files (MP-20 / MPTS-52 CSV, WBM JSON, MPtrj db) by hand.

@@ -6,7 +6,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mliap_tui.analysis.softening import aggregate_softening, fit_slope, softening_table, structure_metrics
+from mliap_tui.analysis.softening import (
+    aggregate_softening,
+    fit_slope,
+    softening_table,
+    structure_metrics,
+)
 
 
 def _forces(n_atoms: int = 40, seed: int = 0) -> np.ndarray:

@@ -64,7 +64,11 @@ import polars as pl
 
 from mliap_tui import symmetry as sym
 from mliap_tui.cache import Cache
-from mliap_tui.core.geometry import lattice_angles_deg, lattice_from_parameters, min_distance_ang
+from mliap_tui.core.geometry import (
+    lattice_angles_deg,
+    lattice_from_parameters,
+    min_distance_ang,
+)
 from mliap_tui.core.units import MEV_PER_EV
 from mliap_tui.core.vocab import DEFAULT_ANGLE_TOLERANCE_DEG, DEFAULT_SYMPREC_ANG
 from mliap_tui.data.structures import row_arrays

@@ -22,12 +22,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from mliap_tui.data.readers._common import DFT_KEYS, RawRecord, error_record, format_suffix, open_text
+from mliap_tui.data.readers._common import (
+    DFT_KEYS,
+    RawRecord,
+    error_record,
+    format_suffix,
+    open_text,
+)
 from mliap_tui.data.readers.ase_formats import read_ase_db, read_extxyz
 from mliap_tui.data.readers.entries_json import read_entries_json
 from mliap_tui.data.readers.mp_csv import read_mp_csv
-from mliap_tui.data.readers.si_rare_events import is_si_rare_event_set, read_si_rare_events
-from mliap_tui.data.readers.structure_files import is_structure_file, read_structure_files
+from mliap_tui.data.readers.si_rare_events import (
+    is_si_rare_event_set,
+    read_si_rare_events,
+)
+from mliap_tui.data.readers.structure_files import (
+    is_structure_file,
+    read_structure_files,
+)
 from mliap_tui.data.readers.wbm_json import read_wbm_json
 
 __all__ = [
