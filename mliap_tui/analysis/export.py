@@ -19,9 +19,7 @@ Headless use (what ``mliap-tui export --filter ... out.csv`` should call)::
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -41,6 +39,7 @@ from mliap_tui.analysis.filters import (
     wide_column,
 )
 from mliap_tui.cache import Cache
+from mliap_tui.core.files import write_bytes_atomic
 from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
 
 LAYOUTS = ("tidy", "wide")
@@ -182,14 +181,9 @@ def write_csv(df: pl.DataFrame, path: str | Path, overwrite: bool = False, layou
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {path.parent} does not exist: create it or choose another path")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists: confirm overwrite or choose another name")
+        raise FileExistsError(f"{path} already exists: add --overwrite (in the app: confirm) or choose another name")
     out = csv_ready(df)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        out.write_csv(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes_atomic(out.write_csv().encode("utf-8"), path, make_parents=False)  # WriteError: one line
     return ExportResult(path=path.resolve(), n_rows=out.height, n_columns=out.width, layout=layout)
 
 

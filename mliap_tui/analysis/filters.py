@@ -133,7 +133,16 @@ _MATERIAL_KEYS = {"sg", "cs", "dof", "ldof", "wdof", "pdof", "nsites", "el", "ch
 
 
 class FilterError(ValueError):
-    """A filter string that cannot be parsed, with the offending clause and a hint."""
+    """A filter string that cannot be parsed, with the offending clause and a hint.
+
+    ``position`` is the character offset of the offending clause in the filter text (0 for a
+    problem with the filter as a whole) and ``length`` its length, so a UI can point at it.
+    """
+
+    def __init__(self, message: str, position: int = 0, length: int = 0) -> None:
+        super().__init__(message)
+        self.position = position
+        self.length = length
 
 
 @dataclass(frozen=True, eq=False)
@@ -669,17 +678,24 @@ def parse_filter(text: str | None, known_models: Sequence[str] | None = None) ->
 
     ``known_models``: when given, ``model=`` patterns must match one of them.
     """
-    tokens = (text or "").split()
+    spans = [(m.start(), m.group()) for m in re.finditer(r"\S+", text or "")]
     elmode = "all"
-    for token in tokens:
+    for _, token in spans:
         m = _CLAUSE_RE.match(token)
         if m and _KEYS.get(m["key"].lower()) == "elmode":
             elmode = m["value"].lower()
-    clauses = [_parse_clause(token, known_models, elmode) for token in tokens]
-    if sum(c.key == "el" for c in clauses) > 1:
-        raise FilterError("give elements in one clause (el=Ti,O) and combine them with elmode=all|any|only")
-    if any(c.key == "elmode" for c in clauses) and not any(c.key == "el" for c in clauses):
-        raise FilterError("elmode= needs an el= clause (e.g. el=Ti,O elmode=any)")
+    clauses = []
+    for start, token in spans:
+        try:
+            clauses.append(_parse_clause(token, known_models, elmode))
+        except FilterError as exc:
+            raise FilterError(str(exc), start, len(token)) from None
+    el_at = [start for (start, _), c in zip(spans, clauses) if c.key == "el"]
+    if len(el_at) > 1:
+        raise FilterError("give elements in one clause (el=Ti,O) and combine them with elmode=all|any|only", el_at[1])
+    elmode_at = [start for (start, _), c in zip(spans, clauses) if c.key == "elmode"]
+    if elmode_at and not el_at:
+        raise FilterError("elmode= needs an el= clause (e.g. el=Ti,O elmode=any)", elmode_at[0])
     return Filter(tuple(clauses))
 
 

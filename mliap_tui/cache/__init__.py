@@ -6,6 +6,7 @@
     materials = cache.scan_materials("sample")
 """
 
+from mliap_tui.cache.quarantine import QuarantineNote
 from mliap_tui.cache.schema import (
     MATERIALS_COLUMNS,
     MATERIALS_SCHEMA,
@@ -16,6 +17,8 @@ from mliap_tui.cache.schema import (
 )
 from mliap_tui.cache.store import (
     Cache,
+    CacheWriteError,
+    CorruptMaterials,
     check_name,
     conform,
     default_cache_root,
@@ -31,6 +34,9 @@ __all__ = [
     "PREDICTION_KEY",
     "SCHEMA_VERSION",
     "Cache",
+    "CacheWriteError",
+    "CorruptMaterials",
+    "QuarantineNote",
     "check_name",
     "conform",
     "default_cache_root",

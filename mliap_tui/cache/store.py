@@ -9,12 +9,16 @@ Layout under the cache root (default ``./cache``, or ``--cache DIR`` / ``$MLIAP_
                                                            committed result chunks (PREDICTIONS_SCHEMA)
 
 Every write goes to a temporary file in the same folder and is renamed into place, so a reader
-(or a killed writer) never sees half a file. Reads are lazy ``polars.scan_parquet`` scans.
+(or a killed writer) never sees half a file; a write that fails (disk full, read-only, a folder
+that vanished) raises :class:`CacheWriteError` and leaves nothing behind. Reads are lazy
+``polars.scan_parquet`` scans; a file that is not a whole parquet file is moved to
+``<root>/quarantine/`` and the rest is read (:mod:`mliap_tui.cache.quarantine`).
 Columns, dtypes and units: :mod:`mliap_tui.cache.schema`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -25,12 +29,14 @@ from typing import Iterable
 
 import polars as pl
 
+from mliap_tui.cache.quarantine import check_parquet, quarantine
 from mliap_tui.cache.schema import (
     MATERIALS_SCHEMA,
     PREDICTION_KEY,
     PREDICTIONS_SCHEMA,
     SCHEMA_VERSION,
 )
+from mliap_tui.core.files import WriteError, write_bytes_atomic
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -55,27 +61,32 @@ def conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     return df.select([pl.col(name).cast(dtype, strict=False) for name, dtype in schema.items()])
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``df`` to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+class CacheWriteError(WriteError):
+    """A cache file could not be written (disk full, permissions, read-only, vanished folder).
+    Nothing half-written is left and nothing is claimed: the next run computes what is missing."""
+
+
+def write_parquet_atomic(df: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None,
+                         make_parents: bool = True) -> Path:
+    """Write ``df`` to ``path`` through a temporary file and an atomic rename (CacheWriteError on failure).
+
+    The parquet bytes are built in memory and written with plain file I/O, so a full disk is
+    reported as ENOSPC on the path (polars would report a thrift transport error).
+    """
     meta = {"mliap_tui_schema_version": str(SCHEMA_VERSION), **(metadata or {})}
+    buf = io.BytesIO()
+    df.write_parquet(buf, metadata=meta)
     try:
-        df.write_parquet(tmp, metadata=meta)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        return write_bytes_atomic(buf.getvalue(), path, make_parents=make_parents)
+    except WriteError as exc:
+        raise CacheWriteError(exc.path, exc.cause, exc.advice) from exc.cause
 
 
 def write_json_atomic(obj: object, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+    try:
+        return write_bytes_atomic(json.dumps(obj, indent=2, default=str).encode(), path)
+    except WriteError as exc:
+        raise CacheWriteError(exc.path, exc.cause, exc.advice) from exc.cause
 
 
 @dataclass(frozen=True)
@@ -136,23 +147,62 @@ class Cache:
                 f"dataset {dataset!r} is not in the cache at {self.root} (known: {known}). "
                 f"Import it first: mliap-tui data import {dataset if dataset == 'sample' else 'PATH'}"
             )
+        error = check_parquet(path)
+        if error is not None:
+            source = self._import_source(dataset)
+            note = quarantine(self.root, path, dataset, None, None, error)
+            raise CorruptMaterials(
+                f"the materials table of dataset {dataset!r} is unreadable ({error}) and was "
+                f"{'moved to ' + note.moved_to if note.moved_to else 'left in place'}; its predictions are kept: "
+                f"import it again with mliap-tui data import {source or 'SOURCE'} --name {dataset}"
+            )
         return pl.scan_parquet(path)
+
+    def _import_source(self, dataset: str) -> str | None:
+        """The source the dataset was imported from (its import report), for re-import advice."""
+        try:
+            sources = json.loads(self.report_path(dataset).read_text()).get("sources") or []
+        except (OSError, ValueError):
+            return None
+        return sources[0] if len(sources) == 1 else None
 
     def has_materials(self, dataset: str) -> bool:
         return self.materials_path(dataset).is_file()
 
     # ---- predictions -------------------------------------------------------------------
     def write_prediction_chunk(self, dataset: str, model: str, mode: str, df: pl.DataFrame) -> Path:
-        """Commit one chunk of results; the rename makes it visible all at once."""
+        """Commit one chunk of results; the rename makes it visible all at once.
+
+        The dataset folder must exist: a cache that vanished during a run is reported
+        (CacheWriteError), not silently re-created without its materials table.
+        """
         df = conform(df, PREDICTIONS_SCHEMA)
-        name = f"part-{int(1e6 * _now()):020d}-{uuid.uuid4().hex[:8]}.parquet"
-        return write_parquet_atomic(df, self.predictions_dir(dataset, model, mode) / name)
+        if not self.dataset_dir(dataset).is_dir():
+            raise CacheWriteError(self.dataset_dir(dataset), FileNotFoundError(2, "the dataset folder vanished"),
+                                  "the cache folder was deleted or unmounted during the run: restore it, or import "
+                                  "the dataset again, then run the same command")
+        name = f"part-{int(1e6 * _now()):020d}-{uuid.uuid4().hex[:8]}-n{df.height}.parquet"
+        folder = self.predictions_dir(dataset, model, mode)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheWriteError(folder, exc) from exc
+        return write_parquet_atomic(df, folder / name, make_parents=False)
 
     def prediction_files(self, dataset: str, model: str | None = None, mode: str | None = None) -> list[Path]:
+        """Committed chunk files; any that is not a whole parquet file is quarantined and left out."""
         base = self.predictions_dir(dataset, model, mode)
         if not base.is_dir():
             return []
-        return sorted(p for p in base.rglob("part-*.parquet"))
+        good = []
+        for p in sorted(base.rglob("part-*.parquet")):
+            error = check_parquet(p)
+            if error is None:
+                good.append(p)
+                continue
+            rel = p.relative_to(self.predictions_dir(dataset)).parts
+            quarantine(self.root, p, dataset, rel[0] if len(rel) > 2 else model, rel[1] if len(rel) > 2 else mode, error)
+        return good
 
     def scan_predictions(
         self, dataset: str, models: Iterable[str] | None = None, mode: str | None = None
@@ -172,12 +222,40 @@ class Cache:
             lf = lf.filter(pl.col("mode") == mode)
         return lf.sort("created_unix_s").unique(subset=list(PREDICTION_KEY), keep="last", maintain_order=True)
 
+    def verify(self, datasets: Iterable[str]) -> tuple[int, list]:
+        """Read every file of ``datasets`` in full; quarantine what cannot be read.
+
+        Returns (files checked, quarantine notes). Finds what the cheap frame check of
+        :meth:`prediction_files` cannot: damage inside a file whose ends look whole.
+        """
+        notes, n = [], 0
+        for dataset in datasets:
+            mats = self.materials_path(dataset)
+            paths = ([(mats, None, None)] if mats.is_file() else []) + [
+                (p, *p.relative_to(self.predictions_dir(dataset)).parts[:2]) for p in self.prediction_files(dataset)
+            ]
+            for path, model, mode in paths:
+                n += 1
+                error = check_parquet(path)
+                if error is None:
+                    try:
+                        pl.read_parquet(path)
+                    except Exception as exc:  # noqa: BLE001 - any read failure means a damaged file
+                        error = f"unreadable parquet ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+                if error is not None:
+                    notes.append(quarantine(self.root, path, dataset, model, mode, error))
+        return n, notes
+
     def done_keys(self, dataset: str, model: str, mode: str, include_failed: bool = False) -> set[str]:
         """material_ids already evaluated by ``model`` in ``mode`` (ok ones; failed too if asked)."""
         lf = self.scan_predictions(dataset, [model], mode)
         if not include_failed:
             lf = lf.filter(pl.col("status") == "ok")
         return set(lf.select("material_id").collect()["material_id"].to_list())
+
+
+class CorruptMaterials(FileNotFoundError):
+    """A dataset's materials table is unreadable (it was quarantined): import the dataset again."""
 
 
 def _now() -> float:

@@ -4,7 +4,8 @@ with :func:`register` and sets ``handler`` on them, so there is one way a comman
     data.py      data import | data show          models.py   models
     run.py       run                              summary.py  summary
     export.py    export                           pes.py      pes
-    forces.py    softening | rare-events          app.py      (no command: the app)
+    forces.py    softening | rare-events          cache.py    cache check
+    doctor.py    doctor                           app.py      (no command: the app)
 
 Options several commands share live in :mod:`.options`, every rich table in :mod:`.render`,
 the run progress bars in :mod:`.progress`. Work happens in the layers below; a command parses,
@@ -25,6 +26,7 @@ from rich.console import Console
 
 from mliap_tui import __version__
 from mliap_tui.cli import options
+from mliap_tui.core.files import WriteError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -46,7 +48,7 @@ underprediction is negative. Results live in parquet files under the cache folde
 """
 
 #: command modules, in the order `--help` lists them
-COMMAND_MODULES = ("data", "models", "run", "summary", "export", "pes", "forces", "doctor")
+COMMAND_MODULES = ("data", "models", "run", "summary", "export", "pes", "forces", "cache", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except WriteError as exc:  # disk full, read-only, vanished folder: one line, nothing claimed
+        err_console.print(f"[bold red]error:[/bold red] {_message(exc)}")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         err_console.print("interrupted: committed results are kept; run the same command again to resume")
         return EXIT_INTERRUPTED
@@ -88,10 +93,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, ModelUnavailable):
             err_console.print(f"[bold red]model unavailable:[/bold red] {_message(exc)}")
             return EXIT_MODEL_UNAVAILABLE
+        if type(exc).__name__ == "ComputeError" and "parquet" in str(exc).lower():
+            err_console.print(f"[bold red]error:[/bold red] a cache file is damaged ({_message(exc)}): "
+                              "mliap-tui cache check finds it and moves it to quarantine; run again then")
+            return EXIT_FAILED
         err_console.print(
             f"[bold red]error:[/bold red] {type(exc).__name__}: {_message(exc)}  (set MLIAP_TUI_DEBUG=1 for a traceback)"
         )
         return EXIT_FAILED
+    finally:
+        report_quarantined()
+
+
+def report_quarantined() -> None:
+    """Tell the user about every unreadable cache file this command set aside (rows to recompute)."""
+    from mliap_tui.cache.quarantine import drain
+
+    notes = drain()
+    for note in notes:
+        err_console.print(f"[yellow]warning:[/yellow] {_markup_escape(note.describe())}")
+    if notes:
+        rows = sum(n.rows or 0 for n in notes if n.model)
+        known = all(n.rows is not None for n in notes if n.model)
+        if any(n.model for n in notes):
+            err_console.print(f"[yellow]{'' if known else 'at least '}{rows:,} prediction rows are no longer in the cache: "
+                              "`mliap-tui run` with the same options computes them again[/yellow]")
+
+
+def _markup_escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _message(exc: BaseException) -> str:

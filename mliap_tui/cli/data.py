@@ -6,7 +6,12 @@ import argparse
 import os
 
 from mliap_tui.cli import console, err_console, options, render
-from mliap_tui.core.vocab import DEFAULT_SYMPREC_ANG
+from mliap_tui.core.vocab import (
+    DEFAULT_MAX_ATOMS,
+    DEFAULT_MIN_DISTANCE_ANG,
+    DEFAULT_MIN_VOLUME_PER_ATOM_ANG3,
+    DEFAULT_SYMPREC_ANG,
+)
 
 IMPORT_EPILOG = """\
 sources:
@@ -18,8 +23,10 @@ sources:
   FILE.extxyz | FILE.db  extended XYZ or ASE database with energies and forces
   SI_SET/                a Si rare-event set folder (DATA.json + structure_poscars.zip, Liu, He, Mo 2023)
 
-Bad structures (malformed CIF, partial occupancy, unknown element, zero volume, NaN energy,
-duplicate id) are listed in the report with their reason; the rest is imported.
+Bad structures (malformed CIF, partial occupancy, unknown element, zero volume, atoms closer
+than --min-distance, a cell denser than --min-volume-per-atom or larger than --max-atoms, NaN
+coordinates or energies, duplicate id) are listed in the report with a short reason; the rest is
+imported.
 
 examples:
   mliap-tui data import sample
@@ -50,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="spglib symmetry tolerance in Å (default %(default)s, the Materials Project's)")
     imp.add_argument("--limit", type=options.positive_int, help="import only the first N structures")
     imp.add_argument("--jobs", type=options.positive_int, help="worker processes for symmetry/corrections (default: all cores)")
+    imp.add_argument("--min-distance", type=options.non_negative_float, default=DEFAULT_MIN_DISTANCE_ANG, metavar="ANG",
+                     help="reject cells with two atoms closer than this (Å, periodic images included; default %(default)s)")
+    imp.add_argument("--min-volume-per-atom", type=options.non_negative_float, default=DEFAULT_MIN_VOLUME_PER_ATOM_ANG3,
+                     metavar="ANG3", help="reject cells denser than this (Å³/atom; default %(default)s)")
+    imp.add_argument("--max-atoms", type=options.positive_int, default=DEFAULT_MAX_ATOMS, metavar="N",
+                     help="reject cells with more atoms than this (default %(default)s)")
     imp.add_argument("--api-key", help="Materials Project API key for 'mp' (default: $MP_API_KEY)")
     options.add_cache(imp)
     imp.set_defaults(handler=cmd_import)
@@ -66,12 +79,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from mliap_tui.data.importer import import_dataset
+    from mliap_tui.data.structures import CellLimits
 
     cache = options.cache_of(args)
     if args.api_key:
         os.environ["MP_API_KEY"] = args.api_key
+    limits = CellLimits(min_distance_ang=args.min_distance, min_volume_per_atom_ang3=args.min_volume_per_atom,
+                        max_atoms=args.max_atoms)
     report = import_dataset(args.source, dataset=args.name, fmt=args.fmt, cache=cache, symprec_ang=args.symprec,
-                            limit=args.limit, n_jobs=args.jobs)
+                            limit=args.limit, n_jobs=args.jobs, limits=limits)
     console.print(render.import_report(report))
     console.print(f"[dim]stored in {cache.materials_path(report.dataset)}[/dim]")
     return 0 if report.n_loaded else 1

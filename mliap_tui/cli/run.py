@@ -73,6 +73,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             checkpoints=checkpoints,
         )
     console.print(render.run_summary(summary))
+    if summary.cancelled:  # Ctrl-C (or SIGTERM): the runner cancelled, the workers committed and exited
+        from mliap_tui.cli import EXIT_INTERRUPTED, err_console
+
+        err_console.print("interrupted: committed results are kept; run the same command again to resume")
+        return EXIT_INTERRUPTED
     if summary.ok:
         console.print(f"[dim]next: mliap-tui summary --data {dataset} --by dof   (or mliap-tui to explore)[/dim]")
     return 0 if summary.ok else 1

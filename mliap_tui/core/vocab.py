@@ -19,6 +19,12 @@ DEFAULT_ANGLE_TOLERANCE_DEG = 5.0
 NEAR_HULL_EV_PER_ATOM = 0.050
 #: Two atoms closer than this (Å, periodic images included) make a structure unusable.
 DEFAULT_MIN_DISTANCE_ANG = 0.5
+#: Import refuses cells denser than this (Å^3 per atom; the densest MP crystals have ~5-6).
+DEFAULT_MIN_VOLUME_PER_ATOM_ANG3 = 2.0
+#: Import refuses cells with more atoms than this (configurable: --max-atoms).
+DEFAULT_MAX_ATOMS = 2000
+#: Import refuses lattice vectors longer than this (Å): no crystal of interest needs one.
+MAX_LATTICE_LENGTH_ANG = 1000.0
 
 
 # ---- crystal systems ---------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from mliap_tui.cache import (
 from mliap_tui.core.vocab import CRYSTAL_SYSTEMS, DEFAULT_SYMPREC_ANG
 from mliap_tui.data.readers import DFT_KEYS, RawRecord, read_records
 from mliap_tui.data.readers._common import base_name
-from mliap_tui.data.structures import StructureError, structure_columns
+from mliap_tui.data.structures import CellLimits, StructureError, structure_columns
 
 #: Reported and computed MP2020 corrections that differ by more than this get a warning (eV/atom).
 CORRECTION_MISMATCH_TOL_EV_PER_ATOM = 1e-3
@@ -257,6 +257,7 @@ def build_materials_table(
     n_jobs: int | None = None,
     existing_ids: Iterable[str] = (),
     sources: Sequence[str] | None = None,
+    limits: CellLimits = CellLimits(),
 ) -> tuple[pl.DataFrame, ImportReport]:
     """Validate ``records`` into a materials table (cache.MATERIALS_SCHEMA) and its ImportReport.
 
@@ -265,6 +266,7 @@ def build_materials_table(
     ``n_jobs``: worker processes for symmetry and corrections (None = their defaults).
     ``existing_ids``: ids already in the dataset (appending); records with them are rejected as
     duplicates. ``sources``: what to list as the report's sources (default: each record's source).
+    ``limits``: what counts as a physical cell (closest approach, volume per atom, atom count).
     """
     from mliap_tui import thermo
 
@@ -286,7 +288,7 @@ def build_materials_table(
             report.reject(source, "?", "empty material_id")
             continue
         try:
-            columns = structure_columns(record.structure)
+            columns = structure_columns(record.structure, limits)
         except StructureError as exc:
             report.reject(source, mid, str(exc))
             continue
@@ -452,6 +454,7 @@ def import_dataset(
     api_key: str | None = None,
     append: bool = False,
     refs: Mapping[str, float] | None = None,
+    limits: CellLimits = CellLimits(),
 ) -> ImportReport:
     """Read, validate and store a dataset; return (and store) its ImportReport.
 
@@ -500,6 +503,7 @@ def import_dataset(
         n_jobs=n_jobs,
         existing_ids=existing["material_id"].to_list() if existing is not None else (),
         sources=sources,
+        limits=limits,
     )
     if existing is not None and len(existing):
         df = pl.concat([conform(existing, MATERIALS_SCHEMA), df], how="vertical")

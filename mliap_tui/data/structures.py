@@ -7,18 +7,68 @@ That round-trips an ordered crystal bit for bit and rebuilds an ASE ``Atoms`` wi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 from pymatgen.core import Lattice, Structure
+
+from mliap_tui.core.geometry import closest_pair
+from mliap_tui.core.vocab import (
+    DEFAULT_MAX_ATOMS,
+    DEFAULT_MIN_DISTANCE_ANG,
+    DEFAULT_MIN_VOLUME_PER_ATOM_ANG3,
+    MAX_LATTICE_LENGTH_ANG,
+)
 
 
 class StructureError(ValueError):
     """A structure that cannot be stored or evaluated (disorder, bad cell, unknown element...)."""
 
 
-def structure_columns(structure: Structure) -> dict[str, Any]:
-    """The structure-derived columns of a materials row. Raises StructureError when unusable."""
+@dataclass(frozen=True)
+class CellLimits:
+    """What import accepts as a physical crystal (lengths Å, volumes Å^3)."""
+
+    min_distance_ang: float = DEFAULT_MIN_DISTANCE_ANG
+    min_volume_per_atom_ang3: float = DEFAULT_MIN_VOLUME_PER_ATOM_ANG3
+    max_atoms: int = DEFAULT_MAX_ATOMS
+    max_lattice_length_ang: float = MAX_LATTICE_LENGTH_ANG
+
+
+def check_cell(lattice_ang: np.ndarray, species: list[str], frac_coords: np.ndarray,
+               limits: CellLimits = CellLimits()) -> str | None:
+    """Why a cell is physically impossible (short human reason), or None when it is fine.
+
+    Checks, in order: finite numbers, the atom count, lattice vector lengths, the volume per atom
+    and the closest approach of two atoms (periodic images included; the pair is named).
+    """
+    lattice = np.asarray(lattice_ang, dtype=float).reshape(3, 3)
+    frac = np.asarray(frac_coords, dtype=float).reshape(-1, 3)
+    n = len(frac)
+    if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
+        return "NaN or infinite lattice or coordinates"
+    if n > limits.max_atoms:
+        return f"{n} atoms, more than the limit of {limits.max_atoms} (--max-atoms)"
+    lengths = np.linalg.norm(lattice, axis=1)
+    if lengths.max() > limits.max_lattice_length_ang:
+        return f"lattice vector of {lengths.max():.4g} Å (longer than {limits.max_lattice_length_ang:g} Å)"
+    volume = abs(float(np.linalg.det(lattice)))
+    if volume / max(n, 1) < limits.min_volume_per_atom_ang3:
+        return (f"cell volume {volume / max(n, 1):.3g} Å³/atom, below {limits.min_volume_per_atom_ang3:g} Å³/atom "
+                "(collapsed or mis-scaled cell)")
+    if limits.min_distance_ang > 0:
+        i, j, d = closest_pair(lattice, frac, limits.min_distance_ang)
+        if d < limits.min_distance_ang:
+            pair = f"{species[i]}{i + 1} and its own periodic image" if i == j else f"{species[i]}{i + 1} and {species[j]}{j + 1}"
+            return f"atoms {d:.3f} Å apart ({pair}), closer than {limits.min_distance_ang:g} Å (--min-distance)"
+    return None
+
+
+def structure_columns(structure: Structure, limits: CellLimits | None = None) -> dict[str, Any]:
+    """The structure-derived columns of a materials row. Raises StructureError when unusable
+    (disordered, empty, zero volume, unknown element, or, with ``limits``, physically impossible:
+    :func:`check_cell`)."""
     if not structure.is_ordered:
         bad = next(i for i, site in enumerate(structure) if not site.is_ordered)
         raise StructureError(
@@ -38,6 +88,10 @@ def structure_columns(structure: Structure) -> dict[str, Any]:
         if not hasattr(el, "Z") or getattr(el, "Z", 0) in (0, None) or type(el).__name__ == "DummySpecies":
             raise StructureError(f"unknown element symbol {symbol!r}")
         species.append(getattr(el, "element", el).symbol if hasattr(el, "element") else symbol)
+    if limits is not None:
+        reason = check_cell(structure.lattice.matrix, species, structure.frac_coords, limits)
+        if reason is not None:
+            raise StructureError(reason)
     comp = structure.composition.element_composition
     elements = sorted(el.symbol for el in comp.elements)
     return {

@@ -294,7 +294,7 @@ class WorkerError(Event):
     """Worker or runner: a fatal error; the worker stops (non-zero exit). One line."""
 
     event: ClassVar[str] = "error"
-    kind: str = ""  # model_unavailable | bad_job | systematic_failure | crashed | exception
+    kind: str = ""  # model_unavailable | bad_job | systematic_failure | crashed | exception | write_failed (vocab.WorkerErrorKind)
     message: str = ""
 
 

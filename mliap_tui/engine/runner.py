@@ -77,9 +77,9 @@ class ModelRunSummary:
     already_done: int = 0  # in the cache before this run
     cached_failed: int = 0  # of which failed rows (kept unless retry_failed)
     todo: int = 0  # handed to workers
-    done: int = 0  # evaluated by this run (ok + failed)
-    ok: int = 0
-    failed: int = 0
+    done: int = 0  # evaluated by this run (ok + failed), committed or not
+    ok: int = 0  # ok rows committed to the cache by this run
+    failed: int = 0  # failed rows committed to the cache by this run
     chunks: int = 0
     workers: int = 0
     wall_s: float = 0.0  # wall time of this model, worker start-up and model loading included
@@ -250,6 +250,7 @@ class WorkerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([worker_pythonpath()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env["PYTHONUNBUFFERED"] = "1"
+        env["MLIAP_TUI_WORKER_CACHE"] = job.cache_root  # lets ps/tests tell whose worker this is
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         env.update(extra_env or {})
@@ -583,9 +584,8 @@ class EvaluationRun:
     def _handle(self, ms: ModelRunSummary, w: WorkerProcess, ev: Event, workers: list[WorkerProcess]) -> None:
         if isinstance(ev, Progress):
             w.progress = ev
-            ms.done, ms.ok, ms.failed = (sum(x.progress.done for x in workers if x.progress),
-                                          sum(x.progress.ok for x in workers if x.progress),
-                                          sum(x.progress.failed for x in workers if x.progress))
+            # evaluated so far; ok/failed count only committed rows (ChunkCommitted), i.e. rows on disk
+            ms.done = sum(x.progress.done for x in workers if x.progress)
             combined = combine([x.progress for x in workers if x.progress is not None])
             if combined is not None:
                 ms.last_failures = list(combined.last_failures)
@@ -602,6 +602,8 @@ class EvaluationRun:
             w.error = ev
         elif isinstance(ev, ChunkCommitted):
             ms.chunks += 1
+            ms.ok += ev.ok
+            ms.failed += ev.failed
         self._emit(ev)
 
     def _stop_all(self) -> None:

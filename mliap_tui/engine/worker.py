@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import polars as pl
 
-from mliap_tui.cache import PREDICTIONS_SCHEMA, Cache
+from mliap_tui.cache import PREDICTIONS_SCHEMA, Cache, CacheWriteError
 from mliap_tui.core.host import usable_cores
 from mliap_tui.core.units import GPA_PER_EV_PER_ANG3
 from mliap_tui.core.vocab import EnergyConvention, Mode, Status, WorkerErrorKind
@@ -168,6 +168,10 @@ class ChunkWriter:
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
         self.rows.extend(rows)
 
+    def discard(self) -> None:
+        """Drop the buffered rows (after a failed write: they are evaluated again next run)."""
+        self.rows = []
+
     def maybe_flush(self) -> None:
         if len(self.rows) >= self.job.chunk_rows or (
             self.rows and time.monotonic() - self.last_commit >= self.job.chunk_seconds
@@ -183,6 +187,7 @@ class ChunkWriter:
         for r in rows:
             r["created_unix_s"] = now
         df = rows_to_frame(rows)
+        # a CacheWriteError propagates: these rows are not on disk, and nothing claims they are
         path = self.cache.write_prediction_chunk(self.job.dataset, self.job.model, self.job.mode, df)
         self.paths.append(path)
         self.committed += len(rows)
@@ -374,6 +379,9 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
                 if stop.is_set():
                     break
         streak.release(writer)
+    except CacheWriteError:
+        writer.discard()  # the disk refused a chunk: claim nothing more, the next run redoes it
+        raise
     finally:
         # commit whatever is evaluated, also on SystematicFailure (its streak rows stay out)
         writer.flush()
@@ -525,6 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         finished = run_job(job, emit, stop)
+    except CacheWriteError as exc:
+        error(WorkerErrorKind.WRITE_FAILED, str(exc))
+        return EXIT_ERROR
     except ModelUnavailable as exc:
         error(WorkerErrorKind.MODEL_UNAVAILABLE, str(exc))
         return EXIT_MODEL_UNAVAILABLE

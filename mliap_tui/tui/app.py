@@ -11,6 +11,7 @@ symmetry of the one material shown in the detail view.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,13 @@ class MliapTuiApp(App[int]):
             self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        if self.is_screen_installed("run"):
-            self.run_screen.cancel_for_exit()  # workers commit what they evaluated, then exit
+        self.cancel_runs()
         self.exit(0)
+
+    def cancel_runs(self) -> None:
+        """Cancel a run in progress: its workers commit what they evaluated, then exit."""
+        if self.is_screen_installed("run"):
+            self.get_screen("run").cancel_for_exit()
 
 
 def datasets_with_dft_forces(cache: Cache) -> list[str]:
@@ -116,5 +121,13 @@ def run_app(cache: Cache, dataset: str | None = None, keymap_file: str | Path | 
     """Open the explorer on ``cache``; returns the exit code."""
     keymap, warnings = load_keymap(Path(keymap_file) if keymap_file else None)
     app = MliapTuiApp(cache, dataset, keymap, warnings)
-    app.run()
+    try:
+        app.run()
+    except KeyboardInterrupt:  # SIGINT from outside the terminal (the app reads Ctrl-C as a key)
+        app.return_code = 130
+    finally:
+        # however the app ended, a run still going is cancelled: its workers commit and exit
+        app.cancel_runs()
+    if app.return_code == 130:
+        print("interrupted: committed results are kept; run again to resume", file=sys.stderr)
     return app.return_code or 0

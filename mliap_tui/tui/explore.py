@@ -209,6 +209,7 @@ class ExploreScreen(Screen):
         if message.token != self._load_token:
             return
         self.data = message.data
+        self._report_quarantined()
         self.sub_title = (f"{self.data.dataset} · {self.data.mode} · {self.data.n_materials:,} materials · "
                           f"{len(self.data.models)} models")
         if self.filter.model_patterns:
@@ -219,7 +220,16 @@ class ExploreScreen(Screen):
                 self.filter = self.filter.without("model")
         self.refresh_view()
 
+    def _report_quarantined(self) -> None:
+        """Unreadable cache files met while loading were set aside: say so, with what to do."""
+        from mliap_tui.cache.quarantine import drain
+
+        for note in drain():
+            advice = "re-import the dataset" if note.model is None else "run the models again to recompute its rows"
+            self.notify(f"{note.describe()}. {advice}.", title="damaged cache file", severity="warning", timeout=20)
+
     def on_dataset_load_failed(self, message: DatasetLoadFailed) -> None:
+        self._report_quarantined()
         if message.token != self._load_token:
             return
         self.sub_title = f"{message.dataset}: failed to load"

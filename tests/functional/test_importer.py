@@ -28,6 +28,7 @@ from mliap_tui.data.importer import (
     import_dataset,
 )
 from mliap_tui.data.readers import RawRecord, read_records
+from mliap_tui.data.readers._common import structure_from_cif_text
 from mliap_tui.data.structures import row_to_structure
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef"  # 32 characters, like a real key; never sent anywhere
@@ -78,8 +79,10 @@ def test_structure_folder_rejections():
     df, report = _build(FIX / "structures")
     assert sorted(df["material_id"]) == ["POSCAR_mp-1224266", "mp-10009", "mp-1225695", "mp-626680"]
     reasons = _rejected(report)
-    assert set(reasons) == {"broken", "empty", "partial_occupancy", "unknown_element", "POSCAR_zero_volume"}
+    assert set(reasons) == {"broken", "empty", "partial_occupancy", "unknown_element", "POSCAR_zero_volume",
+                            "overlapping_atoms"}
     assert reasons["empty"] == "empty file"
+    assert reasons["overlapping_atoms"] == "atoms 0.004 Å apart (Na1 and Cl2), closer than 0.5 Å (--min-distance)"
     assert reasons["POSCAR_zero_volume"].startswith("zero or invalid cell volume")
     assert reasons["unknown_element"] == "unknown element symbol 'Xx'"
     assert "partially occupied" in reasons["partial_occupancy"]
@@ -88,6 +91,42 @@ def test_structure_folder_rejections():
     assert df["e_per_atom_dft_origin"].null_count() == len(df)
     assert df["mp2020_correction_per_atom"].null_count() == 0
     assert df["spacegroup_number"].null_count() == 0
+
+
+def test_physically_impossible_cells_are_rejected_with_short_reasons():
+    """Overlapping atoms (with the pair), a collapsed cell, a huge cell, too many atoms, NaN
+    coordinates: each rejected with one short reason; limits are configurable."""
+    from pymatgen.core import Lattice, Structure
+
+    from mliap_tui.data.readers import RawRecord
+    from mliap_tui.data.structures import CellLimits, check_cell
+
+    nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # CsCl-type, 4.884 Å apart
+    dense = Structure(Lattice.cubic(1.5), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    huge = Structure(Lattice.orthorhombic(5, 5, 2000), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    big = nacl * (6, 6, 6)
+    records = [RawRecord(mid, "test", s) for mid, s in
+               [("ok", nacl), ("dense", dense), ("huge", huge), ("big", big)]]
+    df, report = build_materials_table(records, "cells", refs={}, n_jobs=1, limits=CellLimits(max_atoms=300))
+    reasons = _rejected(report)
+    assert df["material_id"].to_list() == ["ok"]
+    assert reasons["dense"].startswith("cell volume 1.69 Å³/atom, below 2 Å³/atom")
+    assert reasons["huge"] == "lattice vector of 2000 Å (longer than 1000 Å)"
+    assert reasons["big"] == "432 atoms, more than the limit of 300 (--max-atoms)"
+    assert check_cell(nacl.lattice.matrix, ["Na", "Cl"], [[0, 0, 0], [float("nan"), 0, 0]]) == (
+        "NaN or infinite lattice or coordinates")
+    # a looser closest approach lets the overlap through; a stricter one rejects rock salt itself
+    assert check_cell(nacl.lattice.matrix, ["Na", "Cl"], nacl.frac_coords, CellLimits(min_distance_ang=5.0)) == (
+        "atoms 4.884 Å apart (Na1 and Cl2), closer than 5 Å (--min-distance)")
+
+
+def test_malformed_cif_reason_is_the_first_real_parser_message():
+    """Not pymatgen's whole warning stream: the parser's own message and a few stray words."""
+    cif = (FIX / "structures" / "mp-10009.cif").read_text().replace(
+        "_cell_length_a   4.13459945", "_cell_length_a   This is not valid", 1)
+    with pytest.raises(ValueError) as err:
+        structure_from_cif_text(cif)
+    assert str(err.value) == "malformed CIF (could not convert string to float: 'This'; unexpected text near 'is not valid')"
 
 
 def test_nan_energy_rejected_and_missing_structure_reported():

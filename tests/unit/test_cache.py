@@ -50,6 +50,7 @@ def test_missing_dataset_error_says_how_to_import(tmp_path):
 
 def test_newest_prediction_wins_and_failed_rows_are_superseded(tmp_path):
     cache = Cache(tmp_path)
+    cache.dataset_dir("d").mkdir(parents=True)  # chunks belong to a dataset that exists
     cache.write_prediction_chunk("d", "m", "static", pl.concat([_pred("a", status="failed", t=1), _pred("b", t=1)]))
     cache.write_prediction_chunk("d", "m", "static", _pred("a", e=-2.0, t=2))
     rows = cache.scan_predictions("d").collect().sort("material_id")
@@ -73,6 +74,7 @@ def test_killed_writer_leaves_no_partial_file(tmp_path):
 import polars as pl, numpy as np
 from mliap_tui.cache import Cache
 c = Cache(r"{tmp_path}")
+c.dataset_dir("d").mkdir(parents=True)
 big = pl.DataFrame({{"material_id": [str(i) for i in range(200000)], "model": "m", "mode": "static",
                     "status": "ok", "forces_pred_ev_per_ang": [list(np.zeros(30))] * 200000}})
 while True:

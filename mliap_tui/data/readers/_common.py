@@ -161,19 +161,33 @@ def structure_from_cif_text(text: str) -> Structure:
             failure = ""
     if structures:
         return structures[0]
-    reasons: dict[str, None] = {}
+    messages: list[str] = []
     for w in caught:
         text = str(w.message).replace("Issues encountered while parsing CIF:", "")
         for line in text.splitlines():
             line = " ".join(line.split()).rstrip(".")
-            if line and not any(skip in line for skip in _IGNORED_CIF_WARNINGS):
-                reasons.setdefault(line)
-    if failure and not reasons:
-        reasons.setdefault(failure)
-    detail = "; ".join(reasons) or "no structure found"
-    if "Singular matrix" in detail:
-        detail = f"degenerate cell, zero volume: {detail}"
-    raise ValueError(f"malformed CIF ({detail[:300]})")
+            if line and not any(skip in line for skip in _IGNORED_CIF_WARNINGS) and line not in messages:
+                messages.append(line)
+    if failure:
+        messages.append(failure)
+    raise ValueError(f"malformed CIF ({cif_reason(messages)})")
+
+
+_STRAY = "Possible issue in CIF file at line:"
+
+
+def cif_reason(messages: list[str]) -> str:
+    """One short human reason from pymatgen's warning stream: the first real parser message, plus
+    a few words of the text it could not place (pymatgen reports them one word per warning)."""
+    stray = [m[len(_STRAY):].strip() for m in messages if m.startswith(_STRAY)]
+    real = [m for m in messages if not m.startswith(_STRAY) and not m.startswith("No structure parsed")]
+    reason = real[0] if real else (next((m for m in messages if not m.startswith(_STRAY)), "") or "no structure found")
+    if "Singular matrix" in reason:
+        reason = f"degenerate cell, zero volume ({reason})"
+    if stray:
+        words = " ".join(w for w in stray[:4] if w)
+        reason += f"; unexpected text near {words!r}" + ("..." if len(stray) > 4 else "")
+    return reason[:160]
 
 
 def structure_from_dict(obj: Any) -> Structure:
