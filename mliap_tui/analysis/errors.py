@@ -15,7 +15,6 @@ Conventions
 from __future__ import annotations
 
 import polars as pl
-from pymatgen.core import Composition
 
 from mliap_tui.cache import Cache
 
@@ -55,6 +54,8 @@ def add_rebuilt_hull(table: pl.DataFrame) -> pl.DataFrame:
     The DFT hull is rebuilt from the same entries, so a missing competing phase affects both
     sides alike. Failed predictions are left out of both hulls.
     """
+    from pymatgen.core import Composition
+
     from mliap_tui.thermo import e_above_hull_rebuilt
 
     parts = []

@@ -16,55 +16,28 @@ Grammar
     number   := decimal [ 'eV' | 'meV' ] [ '/atom' ]   (energies only; no unit = eV/atom)
     FLAG     := 'failed' | 'ok'
 
-Material clauses (select crystals)
-
-==================  ===========================================================================
-``sg=136``          space group by number, range (``sg=195..230``) or Hermann-Mauguin symbol
-                    (``sg=P4_2/mnm``, ``sg=Fm-3m``; spaces, underscores and case are ignored)
-``cs=tetragonal``   crystal system (a unique prefix works: ``cs=tetr``, ``cs=cub,hex``)
-``dof=3..10``       total DOF (lattice + Wyckoff); ``ldof=`` lattice DOF, ``wdof=`` Wyckoff DOF,
-                    ``pdof=`` polar DOF, ``nsites=`` sites in the stored cell. Also ``dof<5`` etc.
-``el=Ti,O``         elements, combined by ``elmode=all`` (default: contains all of them),
-                    ``elmode=any`` (contains at least one) or ``elmode=only`` (no other element);
-                    ``el!=Pb`` excludes crystals that contain Pb
-``chemsys=O-Ti``    chemical system, element order does not matter (``chemsys=Ti-O,Fe-O``)
-``formula=TiO2``    reduced formula; ``id=mp-149,mp-2`` material ids
-``ehull=..0.05``    DFT energy above hull range (eV/atom unless suffixed: ``ehull=..50meV``)
-``eform=-1..0``     DFT formation energy range (eV/atom)
-==================  ===========================================================================
-
-Model and row clauses (select (material, model) evaluations)
-
-===========================  ==================================================================
-``model=chgnet-0.3.0``       models, comma list; ``*`` is a wildcard (``model=sevennet*``)
-``err:ehull>50meV``          absolute error \\|prediction - DFT\\| of a metric against a threshold
-                             or range (``err:eform=20meV..100meV``)
-``serr:ehull<-0.05``         signed error prediction - DFT (negative = underpredicted)
-``failed`` / ``ok``          only failed / only successful evaluations
-``mode=static``              evaluation mode: ``static`` (the default), ``relax`` or ``all``
-===========================  ==================================================================
-
-Force-table clauses (the Forces screen's per-structure softening table)
-
-===========================  ==================================================================
-``data=si-vacancy``          dataset(s); ``*`` is a wildcard (``data=si-*``)
-``slope<0.8``                per-structure slope of MLIP on DFT force components
-``mae>0.2`` ``cmae<0.1``     force MAE and slope-corrected MAE (eV/Å)
-``r2<0.9`` ``b>0.01``        R² of the fit, its intercept (eV/Å)
-===========================  ==================================================================
-
-Metrics: ``e`` (``e_per_atom``: total energy), ``eform`` (``e_form_per_atom``), ``ehull``
-(``e_above_hull``: fixed DFT hull) and ``ehull_rebuilt`` (``e_above_hull_rebuilt``: needs the
-rebuilt-hull columns). Energies are eV/atom in the data; ``meV`` converts.
+The clauses, with examples, are :data:`FILTER_REFERENCE` (below): the app's help, ``export
+--help`` and this documentation are all made from it.
 
 Semantics
 ---------
-On the tidy error table (one row per material, model, mode; :func:`apply_filter`) a row is kept
-when every clause holds for it. On a one-row-per-material view (the explorer's table, and
-``export --layout wide``) a material is kept when it matches the material clauses and, if the
-filter has any model or row clause, at least one of its selected models' rows matches all the
-row clauses (:meth:`Filter.wide_mask`).
+Material clauses select crystals. Row clauses (``err:``, ``serr:``, ``failed``/``ok``) select
+(material, model) evaluations, among the models in scope (``model=``, default every model).
+``match=`` says how they decide whether a *material* is kept:
+
+* ``match=any`` (default): at least one model in scope matches every row clause;
+* ``match=all``: every model in scope that has a result matches;
+* ``match=selected``: the model selected in the explorer (``m``) matches (explorer only; in
+  ``export`` name the model with ``model=``).
+
+On the tidy error table (one row per material, model, mode; :func:`apply_filter`, ``export``'s
+default layout) the rows of the kept materials that match the row clauses are kept. On a
+one-row-per-material view (the explorer's table, ``export --layout wide``) the kept materials are
+shown with every model's columns, and the cells of models that do not match are dimmed
+(:meth:`Filter.wide_mask`).
 """
+
+
 
 from __future__ import annotations
 
@@ -94,6 +67,59 @@ PLAUSIBLE_ENERGY_EV_PER_ATOM = 5.0
 MODES = ("static", "relax", "all")
 DEFAULT_MODE = "static"
 
+#: The language, clause by clause: (section, [(example, meaning), ...]). Every help text is made
+#: from this list (the app's help screen, ``export --help``).
+FILTER_REFERENCE: list[tuple[str, list[tuple[str, str]]]] = [
+    ("material clauses (select crystals)", [
+        ("sg=136  sg=195..230  sg=P4_2/mnm", "space group by number, range or Hermann-Mauguin symbol"),
+        ("cs=tetragonal  cs=cub,hex", "crystal system(s); a unique prefix works"),
+        ("dof=3..10  dof<5", "total DOF (lattice + Wyckoff); also ldof= lattice, wdof= Wyckoff, pdof= polar DOF, "
+         "nsites= sites in the cell"),
+        ("el=Ti,O  elmode=any|only  el!=Pb", "elements: contains all of them (default), any of them, only them; "
+         "el!= excludes"),
+        ("chemsys=O-Ti  formula=TiO2  id=mp-149", "chemical system (any element order), reduced formula, material ids"),
+        ("ehull=..0.05  ehull=..50meV  eform=-1..0", "DFT energy above hull / formation energy (eV/atom; meV converts)"),
+    ]),
+    ("model and row clauses (select evaluations)", [
+        ("model=chgnet-0.3.0  model=sevennet*", "models in scope, comma list; * is a wildcard"),
+        ("err:ehull>50meV  err:eform=20meV..100meV", "absolute error |prediction - DFT| of a metric (e, eform, ehull)"),
+        ("serr:ehull<-0.05", "signed error prediction - DFT (negative = underpredicted)"),
+        ("failed  ok", "only failed / only successful evaluations"),
+        ("match=any|all|selected", "a material is kept when any model in scope matches the row clauses (default), "
+         "all of them, or the model selected with m"),
+        ("mode=static|relax", "evaluation mode (static is the default)"),
+    ]),
+    ("force-table clauses (the Forces screen)", [
+        ("data=si-vacancy  data=si-*", "dataset(s)"),
+        ("slope<0.8", "per-structure slope of MLIP on DFT force components"),
+        ("mae>0.2  cmae<0.1  b>0.01  r2<0.9", "force MAE, slope-corrected MAE, intercept (eV/Å), R² of the fit"),
+    ]),
+]
+
+
+def filter_help_text(width: int = 100, sections: Sequence[str] | None = None) -> str:
+    """The filter language as plain text: one line per clause, examples then meaning.
+    ``sections``: the titles of FILTER_REFERENCE to include (default: all)."""
+    import textwrap
+
+    lines = ["A filter is clauses separated by spaces; all must hold (AND). No spaces inside a clause.",
+             "Lists (a,b) mean any of them; ranges a..b include both ends; energies are eV/atom unless meV."]
+    col = max(len(example) for _, rows in FILTER_REFERENCE for example, _ in rows) + 2
+    side_by_side = width - col - 2 >= 40  # else: the example on its line, the meaning below it
+    for section, rows in FILTER_REFERENCE:
+        if sections is not None and section not in sections:
+            continue
+        lines += ["", section + ":"]
+        for example, meaning in rows:
+            if side_by_side:
+                wrapped = textwrap.wrap(meaning, width - col - 2) or [""]
+                lines.append(f"  {example:<{col}}{wrapped[0]}")
+                lines += [" " * (col + 2) + rest for rest in wrapped[1:]]
+            else:
+                lines.append(f"  {example}")
+                lines += ["      " + rest for rest in textwrap.wrap(meaning, width - 6)]
+    return "\n".join(lines)
+
 
 # key alias -> canonical key
 _KEYS = {
@@ -106,6 +132,7 @@ _KEYS = {
     "nsites": "nsites", "n_sites": "nsites",
     "el": "el", "elements": "el", "element": "el",
     "elmode": "elmode",
+    "match": "match",
     "chemsys": "chemsys",
     "formula": "formula",
     "id": "id", "material_id": "id",
@@ -224,10 +251,14 @@ class Filter:
         return [m for m in available if any(_glob_match(m, p) for p in patterns)]
 
     def describe(self) -> str:
-        """One human-readable line, energies in meV/atom."""
+        """One human-readable line, energies in meV/atom (and how row clauses decide)."""
         if not self.clauses:
             return "no filter"
-        return " · ".join(c.describe for c in self.clauses if c.scope != "option") or "no filter"
+        text = " · ".join(c.describe for c in self.clauses if c.scope != "option") or "no filter"
+        if self.has_row_clauses:
+            text += {"any": " · kept if any model matches", "all": " · kept if every model matches",
+                     "selected": " · kept if the selected model matches"}[self.match]
+        return text
 
     # ---- polars --------------------------------------------------------------------------
     def material_expr(self, col: ColumnResolver = pl.col) -> pl.Expr:
@@ -261,18 +292,42 @@ class Filter:
             parts.append(col("mode") == self.mode)
         return _ok_all(parts)
 
-    def wide_mask(self, models: Sequence[str], column: Callable[[str, str], str] | None = None) -> pl.Expr:
+    @property
+    def match(self) -> str:
+        """How row clauses decide for a material: 'any' (default), 'all' or 'selected'."""
+        clauses = self._of("option")
+        values = [c.values[0] for c in clauses if c.key == "match"]
+        return values[-1] if values else "any"
+
+    def scope_models(self, available: Iterable[str], selected: str | None = None) -> list[str]:
+        """The models whose rows decide for a material: ``model=`` ones, or only ``selected``
+        with ``match=selected`` (then a FilterError without a selection)."""
+        models = self.select_models(available)
+        if self.match == "selected":
+            if selected is None:
+                raise FilterError("match=selected uses the model selected in the explorer (m); elsewhere name it with model=")
+            models = [m for m in models if m == selected]
+        return models
+
+    def wide_mask(self, models: Sequence[str], column: Callable[[str, str], str] | None = None,
+                  selected: str | None = None) -> pl.Expr:
         """Material mask over a one-row-per-material table with per-model columns.
 
         ``column(name, model)`` names the per-model columns (default ``f"{name}@{model}"``);
-        ``models`` are the models present in the table. See the module docstring for semantics.
+        ``models`` are the models present in the table; ``selected`` the explorer's selected
+        model (for ``match=selected``). See the module docstring for the semantics.
         """
         column = column or wide_column
         mat = self.material_expr()
-        if self.model_patterns is None and not self.has_row_clauses:
+        if self.model_patterns is None and not self.has_row_clauses and self.match != "selected":
             return mat
-        per_model = [self.model_row_mask(m, column) for m in self.select_models(models)]
-        return mat & _ok_any(per_model)
+        scope = self.scope_models(models, selected)
+        if self.match == "all" and self.has_row_clauses:
+            # every model in scope that has a result matches (and at least one has a result)
+            has = [pl.col(column("status", m)).is_not_null() for m in scope]
+            each = [~pl.col(column("status", m)).is_not_null() | self.model_row_mask(m, column) for m in scope]
+            return mat & _ok_any(has) & _ok_all(each)
+        return mat & _ok_any([self.model_row_mask(m, column) for m in scope])
 
     def model_row_mask(self, model: str, column: Callable[[str, str], str] | None = None) -> pl.Expr:
         """On a wide table: the row of ``model`` exists and matches the row clauses."""
@@ -622,6 +677,11 @@ def _parse_clause(token: str, known_models: Sequence[str] | None, elmode: str) -
         words = {"all": "contain all of", "any": "contain any of", "only": "contain only", "none": "contain none of"}
         return Clause(key, f"el{op}{','.join(elements)}", "material", f"elements {words[mode]} {', '.join(elements)}",
                       pred, ("elements",), elements)
+    if key == "match":
+        mode = value.lower()
+        if op != "=" or mode not in ("any", "all", "selected"):
+            raise FilterError(f"{token!r}: match is any (default), all or selected")
+        return Clause(key, f"match={mode}", "option", f"match {mode}", values=(mode,))
     if key == "elmode":
         if value.lower() not in ("all", "any", "only"):
             raise FilterError(f"{token!r}: elmode is all, any or only")
@@ -715,7 +775,16 @@ def apply_filter(table: pl.DataFrame | pl.LazyFrame, flt: Filter | str) -> pl.Da
         flt = parse_filter(flt)
     columns = table.collect_schema().names() if isinstance(table, pl.LazyFrame) else table.columns
     check_columns(flt, columns)
-    return table.filter(flt.expr(by_mode="mode" in columns))
+    if flt.match == "selected":
+        raise FilterError("match=selected uses the model selected in the explorer (m); here name it with model=")
+    out = table.filter(flt.expr(by_mode="mode" in columns))
+    if flt.match == "all" and flt.has_row_clauses and "material_id" in columns:
+        # keep a material's rows only if every in-scope model with a result matches
+        in_scope = table.filter(_ok_all([flt.material_expr(), flt.model_expr()] +
+                                        ([pl.col("mode") == flt.mode] if flt.mode and "mode" in columns else [])))
+        bad = in_scope.filter(~flt.row_expr()).select("material_id").unique()
+        out = out.join(bad, on="material_id", how="anti")
+    return out
 
 
-GRAMMAR_HELP = __doc__.split("Grammar\n-------\n", 1)[1].split("Semantics\n", 1)[0].strip()
+GRAMMAR_HELP = filter_help_text()

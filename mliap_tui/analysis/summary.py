@@ -7,6 +7,7 @@ eV/atom throughout (renderers convert to meV/atom). Rendering lives in ``mliap_t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import polars as pl
 
@@ -21,6 +22,57 @@ SAME_ERROR_NOTE = (
 )
 #: The label of the total-energy row, which stands for all three fixed-hull metrics.
 SAME_ERROR_LABEL = "E = Eform = Ehull"
+
+
+@dataclass(frozen=True)
+class DatasetHolds:
+    """What reference data a dataset carries, which decides what can be compared (crystals)."""
+
+    n: int
+    mp2020_energies: int  # DFT total energies on the MP2020 scale
+    thermo: int  # formation energies or Ehull (the MP hull)
+    own_energies: int  # DFT energies from the set's own settings only (not comparable with MP)
+    forces: int  # DFT forces
+
+    @property
+    def compares_energies(self) -> bool:
+        return self.mp2020_energies > 0
+
+    def next_step(self, dataset: str, forces_computed: bool = True) -> str:
+        """The command a user most likely wants after ``run`` on this dataset."""
+        if self.forces and not self.compares_energies:
+            if not forces_computed:
+                return f"mliap-tui run --data {dataset} --models ... --forces   (its DFT forces need predicted ones)"
+            return f"mliap-tui softening --data {dataset}   (and rare-events; or f in the app)"
+        if self.thermo:
+            return f"mliap-tui summary --data {dataset} --by dof   (or mliap-tui to explore)"
+        return f"mliap-tui summary --data {dataset}   (or mliap-tui to explore)"
+
+
+def dataset_holds(cache: Cache, dataset: str) -> DatasetHolds:
+    row = cache.scan_materials(dataset).select(
+        pl.len(),
+        pl.col("e_per_atom_dft_mp2020").is_not_null().sum(),
+        (pl.col("e_form_per_atom_dft_mp2020").is_not_null() | pl.col("e_above_hull_dft_mp2020").is_not_null()).sum(),
+        (pl.col("e_per_atom_dft_raw").is_not_null() & pl.col("e_per_atom_dft_mp2020").is_null()).sum(),
+        pl.col("forces_dft_ev_per_ang").is_not_null().sum(),
+    ).collect().row(0)
+    return DatasetHolds(*(int(x) for x in row))
+
+
+def not_compared(models: Iterable[str]) -> dict[str, str]:
+    """Models whose predictions are not compared with the DFT energies, and why (registry models
+    on another energy convention, e.g. r2SCAN)."""
+    from mliap_tui.core.vocab import EnergyConvention
+    from mliap_tui.models.registry import REGISTRY
+
+    out = {}
+    for m in models:
+        spec = REGISTRY.get(m)
+        reason = EnergyConvention(spec.energy_convention).not_compared_because if spec is not None else None
+        if reason:
+            out[m] = reason
+    return out
 
 
 def rebuilt_hull_note(table: pl.DataFrame) -> str:
@@ -66,6 +118,7 @@ class Summary:
     metric: str = "e_above_hull"
     grouped: pl.DataFrame | None = None  # per_group() frame when ``by`` is given
     empty_reason: str | None = None
+    notes: list[str] = field(default_factory=list)  # models left out of the statistics, and why
 
 
 def summarize(
@@ -77,20 +130,30 @@ def summarize(
     near_hull: bool = False,
 ) -> Summary:
     """The summary of ``dataset``'s ``mode`` predictions (see the module docstring)."""
-    table = error_table(cache, dataset, mode=mode, rebuilt_hull=True)
     out = Summary(dataset=dataset, mode=mode, scope=f"{dataset}, {mode}", by=by, metric=metric)
+    holds = dataset_holds(cache, dataset)
+    if not holds.compares_energies:
+        what = ("its DFT energies come from its own settings, not the Materials Project's"
+                if holds.own_energies else "it has no DFT energies on the MP2020 scale")
+        out.empty_reason = f"dataset {dataset!r}: energies are not compared with DFT here ({what})."
+        if holds.forces:
+            out.empty_reason += (f" It carries DFT forces: mliap-tui softening --data {dataset} and "
+                                 f"mliap-tui rare-events --data {dataset} (after run --forces).")
+        return out
+    table = error_table(cache, dataset, mode=mode, rebuilt_hull=bool(holds.thermo))
     if not len(table):
         out.empty_reason = f"no {mode} predictions for dataset {dataset!r} yet: mliap-tui run --data {dataset}"
         return out
     if near_hull:
         table = near_hull_rows(table)
         out.scope += ", DFT Ehull < 50 meV/atom"
-    metrics = ["e_per_atom", "e_above_hull_rebuilt"]
+    metrics = ["e_per_atom", "e_above_hull_rebuilt"] if holds.thermo else ["e_per_atom"]
+    caption = SAME_ERROR_NOTE + " " + rebuilt_hull_note(table) if holds.thermo else (
+        "total energies only: this dataset has no formation energies or Ehull to compare")
     out.blocks.append(StatsBlock(
-        f"errors vs DFT, meV/atom ({out.scope})", metrics, {m: per_model(table, m) for m in metrics},
-        SAME_ERROR_NOTE + " " + rebuilt_hull_note(table),
+        f"errors vs DFT, meV/atom ({out.scope})", metrics, {m: per_model(table, m) for m in metrics}, caption,
     ))
-    if not near_hull:
+    if not near_hull and holds.thermo:
         near = near_hull_rows(table)
         if len(near):
             out.blocks.append(StatsBlock(
@@ -98,6 +161,9 @@ def summarize(
                 {"e_above_hull": per_model(near, "e_above_hull")},
             ))
     out.failures = failure_reasons(table)
+    for model, reason in not_compared(table["model"].unique().to_list()).items():
+        out.notes.append(f"{model}: {reason} (its {table.filter(pl.col('model') == model).height:,} predictions are "
+                         "cached, not in these tables)")
     if by:
         out.grouped = per_group(table, metric, by)
     return out

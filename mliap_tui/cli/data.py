@@ -16,6 +16,8 @@ from mliap_tui.core.vocab import (
 IMPORT_EPILOG = """\
 sources:
   sample                 the shipped Materials Project subset (400 crystals)
+  sample-forces          the shipped force sample: 5 MPtrj frames and 8 Si vacancy-migration cells
+                         with DFT forces (datasets mptrj-sample and si-vacancy-sample)
   mp                     the full Materials Project via mp-api (needs MP_API_KEY; pip install 'mliap-tui[mp]')
   FILE.csv[.gz]          MP-20 / MPTS-52 style CSV (material_id, cif, formation_energy_per_atom, e_above_hull)
   FILE.json[.gz]         pymatgen ComputedStructureEntry list, or a matcalc WBM benchmark file
@@ -50,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=IMPORT_EPILOG,
         formatter_class=options.formatter(),
     )
-    imp.add_argument("source", help="what to read: sample | mp | PATH (a file or a folder; see sources below)")
+    imp.add_argument("source", help="what to read: sample | sample-forces | mp | PATH (a file or a folder; see below)")
     imp.add_argument("--name", help="dataset name in the cache (default: 'sample', 'mp' or the file stem)")
     imp.add_argument("--format", dest="fmt", choices=READERS, help="force a reader instead of guessing from the path")
     imp.add_argument("--symprec", type=float, default=DEFAULT_SYMPREC_ANG,
@@ -78,7 +80,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from mliap_tui.data.importer import import_dataset
+    from mliap_tui.data.importer import (
+        FORCE_SAMPLE_NAME,
+        import_dataset,
+        import_force_sample,
+    )
     from mliap_tui.data.structures import CellLimits
 
     cache = options.cache_of(args)
@@ -86,11 +92,20 @@ def cmd_import(args: argparse.Namespace) -> int:
         os.environ["MP_API_KEY"] = args.api_key
     limits = CellLimits(min_distance_ang=args.min_distance, min_volume_per_atom_ang3=args.min_volume_per_atom,
                         max_atoms=args.max_atoms)
-    report = import_dataset(args.source, dataset=args.name, fmt=args.fmt, cache=cache, symprec_ang=args.symprec,
-                            limit=args.limit, n_jobs=args.jobs, limits=limits)
-    console.print(render.import_report(report))
-    console.print(f"[dim]stored in {cache.materials_path(report.dataset)}[/dim]")
-    return 0 if report.n_loaded else 1
+    options_ = dict(fmt=args.fmt, cache=cache, symprec_ang=args.symprec, limit=args.limit, n_jobs=args.jobs,
+                    limits=limits)
+    if args.source == FORCE_SAMPLE_NAME:
+        del options_["fmt"]
+        reports = import_force_sample(**options_)
+    else:
+        reports = [import_dataset(args.source, dataset=args.name, **options_)]
+    for report in reports:
+        console.print(render.import_report(report))
+        console.print(f"[dim]stored in {cache.materials_path(report.dataset)}[/dim]")
+    if args.source == FORCE_SAMPLE_NAME:
+        console.print("[dim]next: mliap-tui run --data si-vacancy-sample --models chgnet-0.3.0 --forces, then "
+                      "mliap-tui softening --data si-vacancy-sample (or f in the app)[/dim]")
+    return 0 if all(r.n_loaded for r in reports) else 1
 
 
 def cmd_show(args: argparse.Namespace) -> int:

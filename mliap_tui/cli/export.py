@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from mliap_tui.analysis.filters import FILTER_REFERENCE, filter_help_text
 from mliap_tui.cli import console, options
+from mliap_tui.core.units import plural
 
-EXPORT_EPILOG = """\
-filter language (clauses combine with AND; see the app's help, key ?):
-  sg=136 | sg=P4_2/mnm | sg=195..230     space group number, symbol or range
-  cs=cubic,hexagonal                     crystal system(s), unique prefixes work
-  dof=3..10  ldof=..2  wdof=1..          total / lattice / Wyckoff DOF ranges
-  el=Ti,O elmode=all|any|only  el!=Pb    elements; chemsys=O-Ti
-  ehull=..0.05  eform=-1..0              DFT values in eV/atom (or 50meV)
-  model=chgnet-*                         models (wildcards allowed)
-  err:e_above_hull>50meV  serr:e_per_atom<0   |error| or signed error thresholds
-  failed | ok                            status
-
-examples:
-  mliap-tui export --filter 'dof=20.. err:e_above_hull>50meV' hard.csv
-  mliap-tui export --filter 'cs=cubic model=sevennet-0' --layout wide
-"""
+EXPORT_EPILOG = (
+    filter_help_text(78, sections=[t for t, _ in FILTER_REFERENCE if not t.startswith("force")])
+    .replace("match=any|all|selected", "match=any|all").replace(", or the model selected with m", "")
+    + "\n\n" + options.examples("mliap-tui export --filter 'dof=20.. err:e_above_hull>50meV' hard.csv",
+                                "mliap-tui export --filter 'cs=cubic model=sevennet-0' --layout wide",
+                                "mliap-tui export --filter 'serr:ehull<0 match=all' under_everywhere.csv")
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,5 +42,5 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     result = export_filtered(options.cache_of(args), args.data, args.filter_text, path=args.output,
                              layout=args.layout, overwrite=args.overwrite, rebuilt_hull=args.rebuilt_hull)
-    console.print(f"{result.n_rows:,} rows -> {result.path}")
+    console.print(f"{plural(result.n_rows, 'row')} -> {result.path}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mliap_tui.cli import console, options, render
+from mliap_tui.core.units import plural
 
 SOFTENING_EPILOG = """\
 per structure and model: slope of a linear fit of MLIP force components on DFT ones (through the
@@ -28,7 +29,7 @@ for rare-event atoms (r == 0, the migrating atoms) and all atoms, and binned by 
 migrating atom (Liu, He, Mo, npj Comput. Mater. 9, 174 (2023)).
 
 examples:
-  mliap-tui rare-events --data si-interstitial,si-vacancy --models chgnet-0.3.0,sevennet-0
+  mliap-tui rare-events --data si-interstitial,si-vacancy --models sevennet-0
   mliap-tui rare-events --data si-vacancy --by-distance --csv si_vac_atoms.csv
 """
 
@@ -85,7 +86,7 @@ def cmd_softening(args: argparse.Namespace) -> int:
         console.print(render.softening_per_structure(audit.per_structure))
     if args.csv:
         audit.per_structure.write_csv(args.csv)
-        console.print(f"wrote {len(audit.per_structure)} rows to {args.csv}")
+        console.print(f"wrote {plural(len(audit.per_structure), 'row')} to {args.csv}")
     return 0
 
 
@@ -107,5 +108,5 @@ def cmd_rare_events(args: argparse.Namespace) -> int:
             console.print("[yellow]no per-atom distances (atom_properties.parquet) in these datasets[/yellow]")
     if args.csv:
         audit.atoms.write_csv(args.csv)
-        console.print(f"wrote {len(audit.atoms)} rows to {args.csv}")
+        console.print(f"wrote {plural(len(audit.atoms), 'row')} to {args.csv}")
     return 0

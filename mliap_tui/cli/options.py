@@ -98,7 +98,9 @@ def non_negative_float(text: str) -> float:
 
 def model_ids(value: str | None, *, required: bool = True) -> list[str]:
     """Model ids from ``--models``, each checked against the registry (UserError with close matches)."""
-    from mliap_tui.models.registry import get_spec
+    import difflib
+
+    from mliap_tui.models.registry import REGISTRY, get_spec
 
     ids = split_list(value)
     if required and not ids:
@@ -106,13 +108,50 @@ def model_ids(value: str | None, *, required: bool = True) -> list[str]:
     for m in ids:
         try:
             get_spec(m)
-        except KeyError as exc:
-            raise UserError(str(exc.args[0]) if exc.args else str(exc)) from None
+        except KeyError:
+            close = difflib.get_close_matches(m, list(REGISTRY), n=3, cutoff=0.4)
+            hint = f": did you mean {' or '.join(close)}?" if close else ""
+            raise UserError(f"unknown model {m!r}{hint} (mliap-tui models lists every model)") from None
     return ids
 
 
+def refuse_unavailable(model_ids: Sequence[str], python_for: dict[str, str]) -> None:
+    """Raise ModelUnavailable (exit 3) before anything starts when a model's package is missing
+    here (and no --python-for points its family at another interpreter): one line per model."""
+    from mliap_tui.models.base import ModelUnavailable
+    from mliap_tui.models.registry import availability, get_spec
+
+    problems = []
+    for m in model_ids:
+        spec = get_spec(m)
+        if m in python_for or spec.family in python_for:
+            continue  # its own venv: the worker finds out there
+        avail = availability(spec)
+        if not avail.installed:
+            problems.append(f"{m}: {avail.message}")
+    if problems:
+        raise ModelUnavailable("; ".join(problems))
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps prose paragraphs to the terminal width; keeps indented blocks (examples, tables) as
+    written. Paragraphs are separated by blank lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        out = []
+        for para in text.split("\n\n"):
+            lines = para.splitlines()
+            if any(line.startswith((" ", "\t")) for line in lines) or not para.strip():
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
+
+
 def formatter() -> type[argparse.HelpFormatter]:
-    return argparse.RawDescriptionHelpFormatter
+    return HelpFormatter
 
 
 def examples(*lines: str) -> str:

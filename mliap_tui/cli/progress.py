@@ -6,8 +6,10 @@ old rich). Usage::
     with RichProgress() as show:
         summary = run_evaluation(cache, dataset, models, on_event=show)
 
-One bar per model: done/total structures, structures/s and atoms/s over the recent window, ETA,
-failures (and the last reason), device and peak memory (GPU peak, or process RSS on CPU).
+One bar per model: done/total structures, structures/s and atoms/s (over the recent window while
+running; over the whole evaluation once done, as in the summary table), ETA, failures (and the
+last reason), device and peak memory (GPU peak, or process RSS on CPU). The final "done in" is the
+model's wall time (worker start and model loading included), the summary table's "time".
 """
 
 from __future__ import annotations
@@ -121,6 +123,12 @@ class RichProgress:
         elif isinstance(ev, WorkerFinished):
             task = self._task(ev.model)
             state = "[yellow]cancelled[/]" if ev.cancelled else "[green]done[/]"
-            self.bar.update(task, status=f"{state} in {format_duration(ev.wall_s)}")
+            # the final rates: structures over the evaluation time (what the summary table shows)
+            self.bar.update(task, status=state,
+                            rates=f"{_rate(ev.structures_per_s, 'struct/s')}  {_rate(ev.atoms_per_s, 'atoms/s', 0)}")
         elif isinstance(ev, RunFinished):
+            for m in ev.summary.get("models", []):  # the model's wall time, as in the summary table
+                if m["model"] in self.tasks and not m.get("error") and m.get("done"):
+                    state = "[yellow]cancelled[/]" if m.get("cancelled") else "[green]done[/]"
+                    self.bar.update(self.tasks[m["model"]], status=f"{state} in {format_duration(m['wall_s'])}")
             self.bar.refresh()

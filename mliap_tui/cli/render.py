@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from mliap_tui.core.units import format_duration, format_mev
+from mliap_tui.core.units import format_duration, format_mev, plural
 from mliap_tui.core.vocab import (
     CRYSTAL_SYSTEMS,
     GROUPINGS,
@@ -76,7 +76,7 @@ def import_report(report: Any) -> Panel:
     )
     if report.n_in_dataset != report.n_loaded:
         head.add_row("dataset", f"{report.n_in_dataset:,} crystals after appending")
-    head.add_row("symmetry", f"spglib symprec {report.symprec_ang:g} Å, {len(report.spacegroup_counts)} space groups")
+    head.add_row("symmetry", f"spglib symprec {report.symprec_ang:g} Å, {plural(len(report.spacegroup_counts), 'space group')}")
     labels = {
         "e_form_per_atom_dft_mp2020": "e_form MP2020",
         "e_above_hull_dft_mp2020": "Ehull MP2020",
@@ -156,7 +156,7 @@ def dataset_overview(ov: Any) -> Panel:
     head.add_column()
     head.add_row("crystals", f"{ov.n_crystals:,}  ({ov.n_atoms:,} atoms, {ov.min_sites}-{ov.max_sites} per cell)")
     head.add_row("elements", str(ov.n_elements))
-    head.add_row("space groups", f"{ov.n_spacegroups} (symprec {ov.symprec_ang} Å)")
+    head.add_row("space groups", f"{ov.n_spacegroups:,} (symprec {ov.symprec_ang} Å)")
     from mliap_tui.data.summary import DFT_ENERGY_LABELS
 
     for col, (n, median) in ov.dft_energies.items():
@@ -225,7 +225,8 @@ def run_summary(summary: Any) -> Table:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("status", overflow="fold")
     for m in summary.models:
-        status = f"[red]{escape(m.error)}[/]" if m.error else ("[yellow]cancelled[/]" if m.cancelled else "[green]ok[/]")
+        # the error itself was printed once above the table (one line per model)
+        status = "[red]error[/]" if m.error else ("[yellow]cancelled[/]" if m.cancelled else "[green]ok[/]")
         table.add_row(
             m.model,
             f"{m.already_done:,}",
@@ -309,6 +310,7 @@ def summary(s: Any) -> list:
     if s.empty_reason:
         return [s.empty_reason]
     out: list = [stats_block(b) for b in s.blocks]
+    out[1:1] = [f"[yellow]{escape(note)}[/yellow]" for note in s.notes]  # right under the main table
     failures = failures_table(s.failures)
     if failures is not None:
         out.append(failures)

@@ -49,6 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     model_ids = options.model_ids(args.models)
     python_for = options.parse_pairs(args.python_for, "--python-for")
     checkpoints = options.parse_pairs(args.checkpoint, "--checkpoint")
+    options.refuse_unavailable(model_ids, python_for)
     if not is_cached(cache, args.data):
         console.print(f"[dim]importing {args.data} first (not a dataset in the cache yet)[/dim]")
     dataset, report = resolve_dataset(cache, args.data)
@@ -79,5 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         err_console.print("interrupted: committed results are kept; run the same command again to resume")
         return EXIT_INTERRUPTED
     if summary.ok:
-        console.print(f"[dim]next: mliap-tui summary --data {dataset} --by dof   (or mliap-tui to explore)[/dim]")
+        from mliap_tui.analysis.summary import dataset_holds
+
+        console.print(f"[dim]next: {dataset_holds(cache, dataset).next_step(dataset, args.forces)}[/dim]")
     return 0 if summary.ok else 1

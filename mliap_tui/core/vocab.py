@@ -145,6 +145,11 @@ class EnergyConvention(StrEnum):
     def label(self) -> str:
         return {"mp2020": "MP2020-corrected", "raw_pbe": "raw PBE", "r2scan": "r2SCAN"}[self.value]
 
+    @property
+    def not_compared_because(self) -> str | None:
+        """Why predictions on this convention are not compared with MP's DFT (None: they are)."""
+        return "r2SCAN energies are not compared with the PBE hull" if self is EnergyConvention.R2SCAN else None
+
 
 # ---- metrics -----------------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ from mliap_tui.data.structures import CellLimits, StructureError, structure_colu
 CORRECTION_MISMATCH_TOL_EV_PER_ATOM = 1e-3
 SAMPLE_NAME = "sample"
 MP_NAME = "mp"
+#: imports the shipped force sample as two datasets (core.resources.FORCE_SAMPLE)
+FORCE_SAMPLE_NAME = "sample-forces"
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,6 +340,9 @@ def build_materials_table(
                 rebuilt = thermo.rebuild_total_energies(e_form, _composition_counts(row["species"]), refs)
             except (KeyError, ValueError) as exc:
                 report.warn(source, mid, f"total energy not rebuilt: {exc}")
+        if record.meta.get("own_dft_settings"):
+            # energies from another DFT setup (not MP's): kept raw, never put on the MP2020 scale
+            corr = None
         filled = fill_energy_conventions(row.get("e_per_atom_dft_raw"), row.get("e_per_atom_dft_mp2020"), corr, rebuilt)
         if filled.warning:
             report.warn(source, mid, filled.warning)
@@ -432,6 +437,15 @@ def resolve_dataset(cache: Cache, name_or_path: str, **import_options: Any) -> t
         f"dataset {name_or_path!r} is neither in the cache at {cache.root} (known: {known}) nor a file or "
         f"folder here: give a dataset name, 'sample', or a path to import (mliap-tui data import PATH)"
     )
+
+
+def import_force_sample(cache: Cache, **import_options: Any) -> list[ImportReport]:
+    """Import the shipped force sample (5 MPtrj frames, 8 Si vacancy-migration cells: real DFT
+    forces) as the datasets ``mptrj-sample`` and ``si-vacancy-sample``."""
+    from mliap_tui.core.resources import force_sample_paths
+
+    return [import_dataset(path, dataset=name, cache=cache, **import_options)
+            for name, path in force_sample_paths().items()]
 
 
 def is_cached(cache: Cache, name_or_path: Any) -> bool:

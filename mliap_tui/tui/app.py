@@ -78,14 +78,8 @@ class MliapTuiApp(App[int]):
 
         if isinstance(self.screen, ForcesScreen):
             return
-        datasets = datasets_with_dft_forces(self.cache)
-        if not datasets:
-            self.notify(
-                "No dataset with DFT forces yet. Import one (e.g. `mliap-tui data import "
-                "../shared/data/si_re/Vacancy-RE_Testing_Set --name si-vacancy`) and run the models "
-                "with --forces.", title="force analyses", timeout=12)
-            return
-        self.push_screen(ForcesScreen(self.cache, datasets))
+        # with no dataset with DFT forces the screen says how to get one (i imports the shipped sample)
+        self.push_screen(ForcesScreen(self.cache, datasets_with_dft_forces(self.cache)))
 
     def on_results_changed(self, message: ResultsChanged) -> None:
         """A run committed new results: the explorer reloads (it handles the message itself)."""

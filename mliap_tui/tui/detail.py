@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from mliap_tui.cache import Cache
-from mliap_tui.core.units import MEV_PER_EV
+from mliap_tui.core.units import format_mev
 from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
 from mliap_tui.tui.messages import DetailFailed, DetailLoaded
 from mliap_tui.tui.state import LoadedDataset, MaterialDetail, load_detail
@@ -90,7 +90,7 @@ def energies_renderable(d: MaterialDetail) -> Group:
             value, delta = p.get(pred), p.get(err)
             cells.append(_num(value, ".4f"))
             cells.append(Text("—", style="dim") if delta is None else
-                         Text(f"{delta * MEV_PER_EV:+.1f}", style="red" if delta < 0 else "green"))
+                         Text(format_mev(delta, signed=True), style="red" if format_mev(delta, signed=True).startswith("-") else "green"))
         status = Text(p["status"] or "?", style="red bold" if p["status"] == "failed" else "green")
         models.add_row(p["model"], status, *cells)
         if p["status"] == "failed":

@@ -22,7 +22,7 @@ from mliap_tui.analysis.filters import (
     wide_column,
 )
 from mliap_tui.cache import Cache
-from mliap_tui.core.units import MEV_PER_EV
+from mliap_tui.core.units import format_mev, plural
 from mliap_tui.core.vocab import (
     CHEAP_METRICS,
     CRYSTAL_SYSTEMS,
@@ -82,7 +82,7 @@ def table_columns(metric: str, models: list[str], with_match: bool, compact: boo
     dft, pred, err = METRICS[metric]
     short = METRIC_SHORT_LABEL[metric]
     cols = [
-        Column("material_id", "material", 11 if compact else 12, justify="left"),
+        Column("material_id", "material", 10 if compact else 12, justify="left"),
         Column("formula", "formula", 9 if compact else 10, justify="left"),
         Column("spacegroup_number", "no.", 3, group="space group"),
         Column("spacegroup_symbol", "symbol", 8 if compact else 9, justify="left", group="space group"),
@@ -107,7 +107,8 @@ def table_columns(metric: str, models: list[str], with_match: bool, compact: boo
         dim = match_column(m) if with_match else None
         cols.append(Column(pred_key, pred_label, pred_width, group=m, render=_pred_renderer(pred_key, status_key),
                            needs=(status_key,), dim_key=dim))
-        cols.append(Column(err_key, "Δ meV/at", 9, group=m, fmt=lambda v: f"{v * MEV_PER_EV:+.1f}", style=_signed_style, dim_key=dim))
+        # 11 wide: "Δ meV/atom" plus the sort arrow
+        cols.append(Column(err_key, "Δ meV/atom", 11, group=m, fmt=lambda v: format_mev(v, signed=True), style=_signed_style, dim_key=dim))
     return cols
 
 
@@ -150,6 +151,7 @@ class ExploreScreen(Screen):
         self._load_token = 0
         self._view_token = 0
         self._shown_compact = False
+        self._sort_changed = False
 
     # ---- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -210,8 +212,8 @@ class ExploreScreen(Screen):
             return
         self.data = message.data
         self._report_quarantined()
-        self.sub_title = (f"{self.data.dataset} · {self.data.mode} · {self.data.n_materials:,} materials · "
-                          f"{len(self.data.models)} models")
+        self.sub_title = (f"{self.data.dataset} · {self.data.mode} · {plural(self.data.n_materials, 'material')} · "
+                          f"{plural(len(self.data.models), 'model')}")
         if self.filter.model_patterns:
             try:
                 self.filter = parse_filter(self.filter.text, known_models=self.data.models)
@@ -241,12 +243,14 @@ class ExploreScreen(Screen):
         if self.data is None:
             return
         self._view_token = next(self._tokens)
-        self._view_worker(self._view_token, self.data, self.filter, self.metric, self.sort, self.descending)
+        self._view_worker(self._view_token, self.data, self.filter, self.metric, self.sort, self.descending,
+                          self.selected_model)
 
     @work(thread=True, exclusive=True, group="view")
-    def _view_worker(self, token: int, data: LoadedDataset, flt: Filter, metric: str, sort: str | None, descending: bool) -> None:
+    def _view_worker(self, token: int, data: LoadedDataset, flt: Filter, metric: str, sort: str | None, descending: bool,
+                     selected: str | None = None) -> None:
         try:
-            view = compute_view(data, flt, metric, sort, descending)
+            view = compute_view(data, flt, metric, sort, descending, selected)
         except Exception as exc:
             self.post_message(ViewFailed(token, str(exc)))
             return
@@ -273,14 +277,32 @@ class ExploreScreen(Screen):
         if self.selected_model not in view.models:  # default: the model with the most results shown
             counts = dict(zip(view.summary["model"], view.summary["n"]))
             self.selected_model = max(view.models, key=lambda m: counts.get(m) or 0) if view.models else None
-        with_match = bool(view.match_models)
-        table = self.query_one("#results", VirtualTable)
-        empty = "no materials match the filter (c clears it)" if self.filter else "no materials in this dataset"
-        table.set_data(view, table_columns(view.metric, view.models, with_match, self._compact), fixed=1,
-                       sort=view.sort, descending=view.descending, empty_message=empty)
-        self.query_one(SummaryStrip).show(view, self.selected_model, self.dataset or "")
+        self._set_table(cursor_top=self._sort_changed)
+        self._sort_changed = False
+        self._show_summary()
         self._show_status()
         self._refresh_plots()
+
+    def _show_summary(self) -> None:
+        data = self.data
+        self.query_one(SummaryStrip).show(self.view, self.selected_model, self.dataset or "",
+                                          data.n_raw_energies if data else 0, data.n_dft_forces if data else 0)
+
+    def _set_table(self, cursor_top: bool = False) -> None:
+        """The table of the current view; the selected model's columns come first, so what ``m``
+        selects is on screen even when only one model's columns fit (80 columns)."""
+        view = self.view
+        if view is None:
+            return
+        models = list(view.models)
+        if self.selected_model in models:
+            models.remove(self.selected_model)
+            models.insert(0, self.selected_model)
+        table = self.query_one("#results", VirtualTable)
+        empty = ("no materials match the filter: c clears it, / edits it" if self.filter
+                 else "no materials in this dataset")
+        table.set_data(view, table_columns(view.metric, models, bool(view.match_models), self._compact), fixed=1,
+                       sort=view.sort, descending=view.descending, empty_message=empty, cursor_top=cursor_top)
 
     @property
     def _compact(self) -> bool:
@@ -293,6 +315,10 @@ class ExploreScreen(Screen):
     def _show_status(self) -> None:
         elapsed = self.view.elapsed_s if self.view is not None else None
         self.query_one(FilterStatus).show(self.filter.text, self.filter.describe(), elapsed, self.filter_error)
+        if self.filter_error is None:
+            self.query_one("#filter-input", Input).remove_class("error")
+        else:
+            self.query_one("#filter-input", Input).add_class("error")
 
     def _refresh_plots(self) -> None:
         active = self.query_one(TabbedContent).active
@@ -340,7 +366,11 @@ class ExploreScreen(Screen):
     @on(Input.Submitted, "#filter-input")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         if self.set_filter_text(event.value):
-            self.query_one("#results", VirtualTable).focus()
+            # stay on the tab the filter was typed on (a plot follows the filter)
+            if self.query_one(TabbedContent).active == "table":
+                self.query_one("#results", VirtualTable).focus()
+            else:
+                self.query_one(TabbedContent).focus()
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter-input", Input).focus()
@@ -355,9 +385,19 @@ class ExploreScreen(Screen):
 
     # ---- model, metric, sort, tabs --------------------------------------------------------
     def select_model(self, model: str) -> None:
-        self.selected_model = model
+        previous, self.selected_model = self.selected_model, model
+        if previous and self.sort and self.sort.endswith("@" + previous):
+            # sorted by the previous model's column: sort by the same column of this model
+            self.sort = self.sort[: -len(previous)] + model
+            self._sort_changed = True
+            self.refresh_view()
+            return
+        if self.filter.match == "selected":  # the selection decides which materials are kept
+            self.refresh_view()
+            return
         if self.view is not None:
-            self.query_one(SummaryStrip).show(self.view, model, self.dataset or "")
+            self._set_table()
+            self._show_summary()
             self._refresh_plots()
 
     def action_next_model(self) -> None:
@@ -390,6 +430,7 @@ class ExploreScreen(Screen):
             self.descending = not self.descending
         else:
             self.sort, self.descending = event.column, False
+        self._sort_changed = True  # show the top of the new order
         self.refresh_view()
 
     def action_show_tab(self, tab: str) -> None:
@@ -480,6 +521,6 @@ class ExploreScreen(Screen):
 
         def done(result) -> None:
             if result is not None:
-                self.notify(f"exported {result.n_rows:,} rows ({result.layout}) to {result.path}", title="CSV export", timeout=5)
+                self.notify(f"exported {plural(result.n_rows, 'row')} ({result.layout}) to {result.path}", title="CSV export", timeout=5)
 
         self.app.push_screen(ExportScreen(self.dataset or "data", self.filter.text, counts, len(marked), writer), done)

@@ -35,6 +35,7 @@ from textual.widgets import (
 from mliap_tui.analysis.filters import FilterError, apply_filter, parse_filter
 from mliap_tui.analysis.force_audit import ForceAudit, force_audit
 from mliap_tui.cache import Cache
+from mliap_tui.core.units import plural
 from mliap_tui.tui.plots import force_cdf, force_parity
 
 
@@ -98,12 +99,13 @@ class ForcesScreen(Screen):
         Binding("escape,q", "app.pop_screen", "Back", id="forces.back"),
         Binding("e", "export", "Export CSV", id="forces.export"),
         Binding("slash", "focus_filter", "Filter", id="forces.filter"),
+        Binding("1", "show_tab('tab-parity')", "Parity", show=False, id="forces.tab_parity"),
+        Binding("2", "show_tab('tab-df')", "|dF| CDF", show=False, id="forces.tab_df"),
+        Binding("3", "show_tab('tab-dtheta')", "dθ CDF", show=False, id="forces.tab_dtheta"),
+        Binding("4", "show_tab('tab-binned')", "By distance", show=False, id="forces.tab_binned"),
+        Binding("5", "show_tab('tab-structures')", "Structures", show=False, id="forces.tab_structures"),
+        Binding("i", "import_sample", "Import force sample", show=False, id="forces.import_sample"),
     ]
-    DEFAULT_CSS = """
-    #forces-summary { height: auto; max-height: 8; }
-    #forces-filter { height: 3; }
-    FigureView { height: 1fr; }
-    """
 
     def __init__(self, cache: Cache, datasets: Sequence[str], models: Sequence[str] | None = None,
                  export_path: str | Path = "force_audit_structures.csv") -> None:
@@ -128,17 +130,27 @@ class ForcesScreen(Screen):
                 yield Static("", id="forces-binned")
             with TabPane("Structures", id="tab-structures"):
                 yield Input(placeholder="filter: model=chgnet* data=si-vacancy slope<0.8 mae>0.2", id="forces-filter")
+                yield Static("", id="forces-filter-status")
                 yield DataTable(id="forces-table", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "force audit · " + ", ".join(self.datasets)
         table = self.query_one("#forces-table", DataTable)
         table.add_columns("dataset", "material", "model", "N", "slope", "slope+b", "b eV/Å", "R²", "MAE eV/Å", "cMAE eV/Å")
         self._load()
 
+    EMPTY_CACHE = Text.assemble(
+        ("No dataset with DFT forces in the cache yet.", "bold yellow"), "\n",
+        "Press ", ("i", "bold"), " to import the shipped force sample (5 MPtrj frames and 8 Si vacancy-migration cells, "
+        "real DFT forces; or in a shell: mliap-tui data import sample-forces), then ", ("r", "bold"),
+        " to run a model on it with ", ("forces", "bold"), " ticked, and come back with ", ("f", "bold"), ".",
+    )
+
     @work(thread=True, exclusive=True)
     def _load(self) -> None:
+        if not self.datasets:
+            self.app.call_from_thread(self._show_empty)
+            return
         try:
             audit = force_audit(self.cache, self.datasets, self.models)
         except Exception as exc:  # noqa: BLE001 - show the reason on screen
@@ -146,8 +158,45 @@ class ForcesScreen(Screen):
             return
         self.app.call_from_thread(self._show, audit)
 
+    def _show_empty(self) -> None:
+        self.sub_title = "force audit · no dataset with DFT forces"
+        self.query_one("#forces-summary", Static).update(self.EMPTY_CACHE)
+        for fid in ("#fig-parity", "#fig-df", "#fig-dtheta"):
+            self.query_one(fid, FigureView).update("nothing to plot yet")
+
+    def action_import_sample(self) -> None:
+        if self.datasets:
+            self.notify("the cache already has datasets with DFT forces", timeout=3)
+            return
+        self.query_one("#forces-summary", Static).update("importing the shipped force sample…")
+        self._import()
+
+    @work(thread=True, exclusive=True, group="import")
+    def _import(self) -> None:
+        from mliap_tui.data.importer import import_force_sample
+        from mliap_tui.tui.app import datasets_with_dft_forces
+
+        try:
+            reports = import_force_sample(self.cache, n_jobs=1)
+        except Exception as exc:  # noqa: BLE001 - shown, not raised
+            self.app.call_from_thread(self.notify, f"import failed: {exc}", severity="error")
+            return
+        self.datasets = datasets_with_dft_forces(self.cache)
+        done = ", ".join(f"{r.dataset} ({r.n_loaded})" for r in reports)
+        self.app.call_from_thread(self.notify, f"imported {done}: now r, a model with forces ticked, s", timeout=10)
+        self._load()
+
     def _show(self, audit: ForceAudit) -> None:
         self.audit = audit
+        self.sub_title = "force audit · " + ", ".join(self.datasets)
+        if audit.empty:
+            for fid in ("#fig-parity", "#fig-df", "#fig-dtheta"):
+                self.query_one(fid, FigureView).update("nothing to plot yet: no predicted forces")
+            self.query_one("#forces-summary", Static).update(Text.assemble(
+                (f"No predicted forces yet for {', '.join(self.datasets)}.", "bold yellow"),
+                " Run a model with forces: ", ("r", "bold"), ", tick ", ("forces", "bold"), ", ", ("s", "bold"),
+                f"  (or mliap-tui run --data {self.datasets[0]} --models chgnet-0.3.0 --forces)"))
+            return
         self.query_one("#forces-summary", Static).update(summary_text(audit))
         self.query_one("#forces-binned", Static).update(binned_text(audit))
         for fid in ("#fig-parity", "#fig-df", "#fig-dtheta"):
@@ -170,10 +219,24 @@ class ForcesScreen(Screen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if self.audit is None:
             return
+        status = self.query_one("#forces-filter-status", Static)
         try:
-            self._fill_table(apply_filter(self.audit.per_structure, parse_filter(event.value)))
+            flt = parse_filter(event.value)
+            shown = apply_filter(self.audit.per_structure, flt)
         except FilterError as exc:
-            self.notify(str(exc), severity="error")
+            status.update(Text.assemble(("filter error: ", "bold red"), (str(exc), "red"),
+                                        f"\nstill showing {plural(len(self.shown) if self.shown is not None else 0, 'structure-model pair')}"))
+            return
+        self._fill_table(shown)
+        total = len(self.audit.per_structure)
+        if not len(shown):
+            status.update(Text(f"no structure matches {flt.text!r} (of {total}): edit the filter, or submit it empty",
+                               style="yellow"))
+        else:
+            status.update(Text(f"{len(shown)} of {plural(total, 'structure-model pair')} · {flt.describe()}", style="dim"))
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one("#forces-tabs", TabbedContent).active = tab
 
     def action_focus_filter(self) -> None:
         self.query_one("#forces-tabs", TabbedContent).active = "tab-structures"
@@ -182,5 +245,11 @@ class ForcesScreen(Screen):
     def action_export(self) -> None:
         if self.shown is None:
             return
-        self.shown.write_csv(self.export_path)
-        self.notify(f"wrote {len(self.shown)} rows to {self.export_path}")
+        from mliap_tui.analysis.export import write_csv
+
+        try:
+            result = write_csv(self.shown, self.export_path, overwrite=True)
+        except OSError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self.notify(f"wrote {plural(result.n_rows, 'row')} to {result.path}")

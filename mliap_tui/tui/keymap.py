@@ -52,6 +52,53 @@ def all_bindings() -> dict[str, tuple[str, str, str]]:
     return out
 
 
+#: Keys a screen may take over from the app on purpose: q (and escape) close the screen they are on.
+CLOSE_KEYS = frozenset({"q", "escape", "backspace"})
+#: Actions that close the screen they are on: a screen may bind the key that opened it to one of
+#: them (? opens and closes the help).
+CLOSE_ACTIONS = frozenset({"dismiss", "app.pop_screen", "close", "back", "cancel"})
+
+
+def binding_clashes() -> list[str]:
+    """Where one key means two things: within one screen (its bindings and its widgets'), or an
+    app-wide key shown in the footer that a screen or widget silently takes over (``CLOSE_KEYS``
+    excepted). Empty when the key map is consistent."""
+    from mliap_tui.tui.app import MliapTuiApp
+    from mliap_tui.tui.detail import DetailScreen
+    from mliap_tui.tui.explore import ExploreScreen
+    from mliap_tui.tui.export_screen import ExportScreen
+    from mliap_tui.tui.forces_screen import ForcesScreen
+    from mliap_tui.tui.help_screen import HelpScreen
+    from mliap_tui.tui.pes_screen import PesScreen
+    from mliap_tui.tui.run_screen import FailuresScreen, ModelPane, RunScreen
+    from mliap_tui.tui.table import VirtualTable
+
+    def keys(cls) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for b in cls.BINDINGS:
+            for key in b.key.split(","):
+                out.setdefault(key.strip(), f"{cls.__name__}.{b.action}")
+        return out
+
+    app = keys(MliapTuiApp)
+    shown_app = {k for b in MliapTuiApp.BINDINGS if b.show for k in b.key.split(",")}
+    screens = {ExploreScreen: [VirtualTable], DetailScreen: [], PesScreen: [], ForcesScreen: [],
+               RunScreen: [ModelPane], FailuresScreen: [], ExportScreen: [], HelpScreen: []}
+    problems = []
+    for screen, widgets in screens.items():
+        seen: dict[str, str] = {}
+        for cls in [screen, *widgets]:
+            for key, action in keys(cls).items():
+                if key in seen and seen[key].split(".", 1)[1] != action.split(".", 1)[1]:
+                    problems.append(f"{screen.__name__}: {key!r} is {seen[key]} and {action}")
+                seen.setdefault(key, action)
+        for key, action in seen.items():
+            own = action.split(".", 1)[1]
+            if key in shown_app and key not in CLOSE_KEYS and own not in CLOSE_ACTIONS and own != app[key].split(".", 1)[1]:
+                problems.append(f"{screen.__name__}: {key!r} is {action}, but the footer says it is {app[key]}")
+    return problems
+
+
 def load_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str]]:
     """(keymap, warnings). A missing file is an empty keymap; a bad one is reported, not fatal."""
     path = path or keymap_path()

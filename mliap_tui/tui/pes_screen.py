@@ -5,7 +5,7 @@ background = lower grid row, so two grid rows per text row; each grid column is 
 with axis labels, a colour bar in meV/atom (relative to the DFT structure), the DFT point marked
 ``+`` and the model's minimum ``×`` (``⊕`` when they coincide). 1D scans are a plotext line plot
 with every model overlaid. Keys: ``m`` next model, ``a`` next axes (every single axis, then every
-pair), ``d`` difference mode (shown model minus the next model), ``r`` recompute. Computing a slice
+pair), ``d`` difference mode (shown model minus the next model), ``R`` recompute. Computing a slice
 (``mliap_tui.analysis.pes.slices.compute_slice``: the engine's cached, resumable path) runs in a thread worker.
 """
 
@@ -171,7 +171,7 @@ class PesScreen(Screen):
         Binding("m", "next_model", "Model", id="pes.model"),
         Binding("a", "next_axes", "Axes", id="pes.axes"),
         Binding("d", "toggle_diff", "Difference", id="pes.diff"),
-        Binding("r", "recompute", "Recompute", id="pes.recompute"),
+        Binding("R", "recompute", "Recompute", id="pes.recompute"),
     ]
 
     def __init__(self, cache: Cache, dataset: str, material_id: str, models: Sequence[str] | None = None,

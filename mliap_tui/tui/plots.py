@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from mliap_tui.analysis import rare_events, softening
-from mliap_tui.core.units import MEV_PER_EV
+from mliap_tui.core.units import MEV_PER_EV, format_mev, format_signed
 from mliap_tui.core.vocab import METRIC_LABEL, METRICS
 
 if TYPE_CHECKING:
@@ -138,7 +138,8 @@ def histogram(rows: pl.DataFrame, model: str | None, metric: str, width: int, he
     fig.title(_fit(f"{model}: {METRIC_LABEL[metric]} error (meV/atom), n={d.len():,}{note}", width - 2))
     fig.label("prediction - DFT (meV/atom)", "x")
     fig.label("materials", "y")
-    stats = f"mean {d.mean():+.1f}  MAE {d.abs().mean():.1f}  underpredicted {100 * (d < 0).mean():.0f}%  (meV/atom)"
+    stats = (f"mean {format_signed(d.mean())}  MAE {d.abs().mean():.1f}  underpredicted {100 * (d < 0).mean():.0f}%"
+             "  (meV/atom)")
     return _build(fig) + "\n" + legend_line([("█", model, PALETTE[0]), ("│", "zero error", PALETTE[1])], width) + "\n" + _fit(stats, width)
 
 
@@ -198,7 +199,7 @@ def _signed_text(stats: pl.DataFrame, models: list[str], group_order: list[str],
     lines = []
     for m in models:
         part = {g: v for g, v in stats.filter(pl.col("model") == m).select("group", "mean_signed").iter_rows()}
-        cells = " ".join(f"{_short(g)} {part[g] * MEV_PER_EV:+.0f}" for g in group_order if part.get(g) is not None)
+        cells = " ".join(f"{_short(g)} {format_mev(part[g], 0, signed=True)}" for g in group_order if part.get(g) is not None)
         lines.append(_fit(f"mean signed meV/atom, {m}: {cells}", width))
     return lines
 

@@ -25,6 +25,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import (
+    Checkbox,
     ContentSwitcher,
     Footer,
     Header,
@@ -120,7 +121,7 @@ class PaneState(Enum):
 class ModelPane(Vertical, can_focus=True):
     """Progress of one model: bar, rates, ETA, failures (enter lists them)."""
 
-    BINDINGS = [Binding("enter,f", "failures", "Failures", id="run.pane_failures")]
+    BINDINGS = [Binding("enter", "failures", "Failures", id="run.pane_failures")]
 
     class FailuresRequested(Message):
         def __init__(self, model: str, last_failures: list[list[str]]) -> None:
@@ -369,6 +370,8 @@ class RunScreen(Screen):
                     yield Select([(d, d) for d in DEVICES], value="auto", allow_blank=False, compact=True, id="run-device")
                     yield Label("limit", classes="opt-label")
                     yield Input(placeholder="all", type="integer", compact=True, id="run-limit")
+                    yield Checkbox("forces", self._has_dft_forces(ds), compact=True, id="run-forces",
+                                   tooltip="also store forces (eV/Å) and stress (GPa): the Forces screen needs them")
                 selections = []
                 for model_id, ready, message in self.choices:
                     if ready:
@@ -405,6 +408,19 @@ class RunScreen(Screen):
     @property
     def device(self) -> str:
         return str(self.query_one("#run-device", Select).value)
+
+    @property
+    def forces(self) -> bool:
+        return bool(self.query_one("#run-forces", Checkbox).value)
+
+    def _has_dft_forces(self, dataset: str | None) -> bool:
+        """Default of the forces box: on for a dataset with DFT forces (they are what it is for)."""
+        if not dataset or not self.cache.has_materials(dataset):
+            return False
+        import polars as pl
+
+        return bool(self.cache.scan_materials(dataset).select(pl.col("forces_dft_ev_per_ang").is_not_null().any())
+                    .collect().item())
 
     @property
     def limit(self) -> int | None:
@@ -446,6 +462,9 @@ class RunScreen(Screen):
     @on(SelectionList.SelectedChanged)
     @on(Input.Changed, "#run-limit")
     def _settings_changed(self, event) -> None:
+        if isinstance(event, Select.Changed) and event.select.id == "run-dataset":
+            # a dataset with DFT forces is there to compare forces: compute them by default
+            self.query_one("#run-forces", Checkbox).value = self._has_dft_forces(self.dataset)
         self.replan()
 
     def replan(self) -> None:
@@ -510,9 +529,10 @@ class RunScreen(Screen):
         if not models:
             self.notify("select at least one model (space toggles)", severity="warning")
             return
-        self.start(dataset, models, self.mode, self.device, self.limit)
+        self.start(dataset, models, self.mode, self.device, self.limit, self.forces)
 
-    def start(self, dataset: str, models: list[str], mode: str, device: str, limit: int | None) -> None:
+    def start(self, dataset: str, models: list[str], mode: str, device: str, limit: int | None,
+              forces: bool = False) -> None:
         from mliap_tui.engine.runner import EvaluationRun
 
         token = self._run_token = next(self._tokens)
@@ -522,7 +542,7 @@ class RunScreen(Screen):
 
         try:
             run = EvaluationRun(self.cache, dataset, models, mode=mode, device=device, limit=limit,
-                                on_event=on_event, **self.run_options)
+                                forces=forces, stress=forces, on_event=on_event, **self.run_options)
         except (KeyError, ValueError) as exc:
             self.notify(str(exc), severity="error")
             return
@@ -621,12 +641,16 @@ class RunScreen(Screen):
         self.run = None
         summary = message.summary
         self.last_summary = summary
-        elapsed = format_duration(time.monotonic() - self._started_at) if self._started_at else "?"
+        # one clock for every time shown: the run's summary (the CLI prints the same numbers)
+        if summary is not None:
+            elapsed = format_duration(summary.wall_s)
+        else:
+            elapsed = format_duration(time.monotonic() - self._started_at) if self._started_at else "?"
         if message.error:
             self._status(Text(f"run failed: {message.error}", style="bold red"))
             self.notify(message.error, severity="error", timeout=10)
         elif summary is not None and summary.cancelled:
-            kept = sum(m.done for m in summary.models)
+            kept = sum(m.ok + m.failed for m in summary.models)  # committed rows: what is on disk
             self._status(Text.assemble(("cancelled", "bold yellow"), f" after {elapsed}: {kept} evaluations kept in the "
                                        "cache · s resumes (only what is missing), n for the setup"))
         elif summary is not None:
@@ -638,10 +662,13 @@ class RunScreen(Screen):
                 text.append(f"\n{e}", style="red")
             self._status(text)
         for pane in self.panes.values():
+            ms = next((m for m in summary.models if m.model == pane.model), None) if summary is not None else None
+            if pane.state is PaneState.DONE and ms is not None:
+                # committed rows and the model's wall time (worker start and model loading included)
+                pane.set_state(PaneState.DONE, f"{ms.ok} ok, {ms.failed} failed in {format_duration(ms.wall_s)}")
             if pane.state.active and summary is not None:
-                ms = next((m for m in summary.models if m.model == pane.model), None)
                 if ms is not None and ms.cancelled:
-                    pane.set_state(PaneState.CANCELLED, f"{ms.done} evaluated and kept; start again to resume")
+                    pane.set_state(PaneState.CANCELLED, f"{ms.ok + ms.failed} committed and kept; start again to resume")
                 elif ms is not None and ms.error:
                     pane.set_state(PaneState.ERROR, ms.error)
         self.reload_explore(self.run_dataset)

@@ -40,6 +40,8 @@ class LoadedDataset:
     wide: pl.DataFrame
     models: list[str]
     load_s: float = 0.0
+    n_raw_energies: int = 0  # crystals with a DFT energy off the MP2020 scale only (own settings)
+    n_dft_forces: int = 0  # crystals with DFT forces (the Forces screen compares them)
     _per_metric: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -68,6 +70,10 @@ class LoadedDataset:
 def load_dataset(cache: Cache, dataset: str, mode: str = "static") -> LoadedDataset:
     t0 = time.perf_counter()
     data = from_frames(dataset, mode, load_materials(cache, dataset), load_tidy(cache, dataset, mode))
+    data.n_raw_energies, data.n_dft_forces = cache.scan_materials(dataset).select(
+        (pl.col("e_per_atom_dft_raw").is_not_null() & pl.col("e_per_atom_dft_mp2020").is_null()).sum(),
+        pl.col("forces_dft_ev_per_ang").is_not_null().sum(),
+    ).collect().row(0)
     data.load_s = time.perf_counter() - t0
     return data
 
@@ -236,10 +242,12 @@ def compute_view(
     metric: str = "e_above_hull",
     sort: str | None = None,
     descending: bool = False,
+    selected: str | None = None,
 ) -> View:
     """Filter + per-model summary + sort; the view the Explore screen renders.
 
     Only the columns a clause reads are scanned; the result is a column of row positions.
+    ``selected``: the model picked with ``m`` (decides for ``match=selected``).
     """
     t0 = time.perf_counter()
     if isinstance(flt, str):
@@ -251,7 +259,7 @@ def compute_view(
     models = flt.select_models(data.models)
     n = base.height
     if flt.model_patterns is not None or flt.has_row_clauses or any(c.scope == "material" for c in flt.clauses):
-        mask = base.select(flt.wide_mask(data.models).alias("mask")).to_series()
+        mask = base.select(flt.wide_mask(data.models, selected=selected).alias("mask")).to_series()
         order = mask.arg_true()
     else:
         mask = None

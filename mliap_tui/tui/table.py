@@ -198,10 +198,12 @@ class VirtualTable(ScrollView, can_focus=True):
         sort: str | None = None,
         descending: bool = False,
         empty_message: str = "no rows",
+        cursor_top: bool = False,
     ) -> None:
         """Show ``frame`` (a DataFrame or a row source) with ``columns``.
 
-        The cursor stays on the same key when that row is still there."""
+        The cursor stays on the same key when that row is still there; ``cursor_top`` (after a
+        new sort order) puts it on the first row instead, so the top of the order is on screen."""
         old_key = self.cursor_key
         source = FrameSource(frame) if isinstance(frame, pl.DataFrame) else frame
         self._source = source
@@ -232,9 +234,11 @@ class VirtualTable(ScrollView, can_focus=True):
         self.virtual_size = Size(total, source.height + self.HEADER_HEIGHT)
         self.cursor_col = min(self.cursor_col, max(len(self._columns) - 1, 0))
         row = 0
-        if old_key is not None and source.height and key_column in available:
+        if not cursor_top and old_key is not None and source.height and key_column in available:
             row = source.find(key_column, old_key) or 0
         self.cursor_row = min(row, max(source.height - 1, 0))
+        if cursor_top:
+            self.scroll_to(y=0, animate=False, immediate=True)
         self._scroll_cursor_into_view()
         self.refresh()
 
@@ -304,11 +308,21 @@ class VirtualTable(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         return self._row_line(index, width, base)
 
-    def _join_regions(self, fixed: list[Segment], scrolling: list[Segment], width: int, base: Style) -> Strip:
+    def _left(self) -> int:
+        """Where the scrolling region starts: the horizontal scroll snapped to the next column
+        start, so the first scrolling column is always whole (no header or cell fragments)."""
+        x = int(self.scroll_offset.x)
+        starts = [self._offsets[i] for i in range(self._fixed, len(self._columns))]
+        return next((o for o in starts if o >= x), starts[-1] if starts else 0)
+
+    def _join_regions(self, fixed: list[Segment], scrolling: list[Segment], width: int, base: Style,
+                      first_start: int = 0) -> Strip:
+        """Fixed columns, then the scrolling ones from :meth:`_left` (``scrolling`` begins at
+        ``first_start``, the offset of its first segment)."""
         rest_width = width - self._fixed_width
         if rest_width <= 0:
             return Strip(fixed).crop(0, width).extend_cell_length(width, base)
-        x = int(self.scroll_offset.x)
+        x = self._left() - first_start
         right = Strip(scrolling).crop(x, x + rest_width)
         return Strip([*fixed, *right], self._fixed_width + right.cell_length).extend_cell_length(width, base)
 
@@ -317,7 +331,10 @@ class VirtualTable(ScrollView, can_focus=True):
         fixed = [Segment(" " * self.GUTTER, style)]
         scrolling: list[Segment] = []
         spans: list[tuple[int, str, int]] = []  # (region, group, width)
+        left = self._left()  # a group label spans only its columns that are on screen
         for i, c in enumerate(self._columns):
+            if i >= self._fixed and self._offsets[i] < left:
+                continue
             region = 0 if i < self._fixed else 1
             if spans and spans[-1][0] == region and spans[-1][1] == c.group and c.group:
                 r, g, w = spans[-1]
@@ -331,7 +348,7 @@ class VirtualTable(ScrollView, can_focus=True):
             else:
                 text = " " * w
             (fixed if region == 0 else scrolling).append(Segment(_fit(text, w, "left"), style))
-        return self._join_regions(fixed, scrolling, width, base)
+        return self._join_regions(fixed, scrolling, width, base, first_start=left)
 
     def _header_line(self, width: int, base: Style) -> Strip:
         style = base + self._style("header")
@@ -421,7 +438,9 @@ class VirtualTable(ScrollView, can_focus=True):
             if start < left:
                 self.scroll_to(x=start, animate=False, immediate=True)
             elif end > left + visible:
-                self.scroll_to(x=end - visible, animate=False, immediate=True)
+                # scroll to a column start, so the first column on screen is whole
+                starts = [self._offsets[i] for i in range(self._fixed, self.cursor_col + 1)]
+                self.scroll_to(x=next(o for o in starts if o >= end - visible), animate=False, immediate=True)
 
     def _move(self, rows: int) -> None:
         if self._source.height:
@@ -486,7 +505,7 @@ class VirtualTable(ScrollView, can_focus=True):
         i = [c.key for c in self._columns].index(key)
         if i < self._fixed:
             return self.GUTTER + self._offsets[i]
-        return self._fixed_width + self._offsets[i] - int(self.scroll_offset.x)
+        return self._fixed_width + self._offsets[i] - self._left()
 
     def _column_at(self, x: int) -> int | None:
         if x < self.GUTTER:
@@ -497,7 +516,7 @@ class VirtualTable(ScrollView, can_focus=True):
                 if self._offsets[i] <= pos < self._offsets[i] + self._columns[i].width + 1:
                     return i
             return None
-        pos = x - self._fixed_width + int(self.scroll_offset.x)
+        pos = x - self._fixed_width + self._left()
         for i in range(self._fixed, len(self._columns)):
             if self._offsets[i] <= pos < self._offsets[i] + self._columns[i].width + 1:
                 return i

@@ -8,8 +8,8 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Static
 
-from mliap_tui.core.units import MEV_PER_EV
-from mliap_tui.core.vocab import METRIC_LABEL
+from mliap_tui.core.units import MEV_PER_EV, format_mev, plural
+from mliap_tui.core.vocab import METRIC_LABEL, METRICS
 from mliap_tui.tui import plots
 from mliap_tui.tui.state import View
 
@@ -62,23 +62,32 @@ class PlotView(Widget):
 class SummaryStrip(Static):
     """Per-model statistics of the filtered rows for the chosen metric (meV/atom)."""
 
-    def show(self, view: View | None, selected_model: str | None, dataset: str = "") -> None:
+    def show(self, view: View | None, selected_model: str | None, dataset: str = "", n_raw_energies: int = 0,
+             n_dft_forces: int = 0) -> None:
         if view is None:
             self.update("")
             return
-        self.update(summary_renderable(view, selected_model, dataset))
+        from mliap_tui.analysis.summary import not_compared
+
+        self.update(summary_renderable(view, selected_model, dataset, not_compared(view.models), n_raw_energies,
+                                       n_dft_forces))
 
 
 def _signed(value: float | None) -> Text:
     if value is None:
         return Text("—", style="dim")
-    return Text(f"{value * MEV_PER_EV:+.1f}", style="red" if value < 0 else "green")
+    text = format_mev(value, signed=True)
+    return Text(text, style="red" if text.startswith("-") else "green")
 
 
-def summary_renderable(view: View, selected_model: str | None, dataset: str = "") -> Group:
+def summary_renderable(view: View, selected_model: str | None, dataset: str = "",
+                       notes: dict[str, str] | None = None, n_raw_energies: int = 0, n_dft_forces: int = 0) -> Group:
+    """The summary strip; ``notes``: models whose results are not compared, with the reason;
+    ``n_raw_energies`` / ``n_dft_forces``: what a dataset without MP2020 references holds instead."""
+    notes = notes or {}
     title = Text.assemble(
-        (f"{view.n_materials:,}", "bold"), f" of {view.n_total:,} materials · ",
-        (METRIC_LABEL[view.metric], "bold"), " · meV/atom, error = prediction − DFT",
+        (f"{view.n_materials:,}", "bold"), f" of {plural(view.n_total, 'material')} · ",
+        (METRIC_LABEL[view.metric], "bold"), ", meV/atom · Δ = prediction − DFT",
         no_wrap=True, overflow="ellipsis",
     )
     table = Table(box=None, padding=(0, 1), show_edge=False, expand=False)
@@ -89,11 +98,23 @@ def summary_renderable(view: View, selected_model: str | None, dataset: str = ""
     table.add_column("RMSE", justify="right")
     table.add_column("%under", justify="right")
     table.add_column("failed", justify="right")
+    dft_col = METRICS[view.metric][0]
+    no_dft = dft_col in view.base.columns and view.base.height and view.base[dft_col].null_count() == view.base.height
+    if no_dft:
+        hint = ("its DFT energies come from its own settings, not the Materials Project's" if n_raw_energies
+                else "it carries no MP2020 DFT energies")
+        return Group(title, Text(f"no DFT {METRIC_LABEL[view.metric]} to compare with in {dataset or 'this dataset'}: {hint}"
+                                 + ("; its DFT forces are compared on the Forces screen (f)" if n_dft_forces else ""),
+                                 style="yellow"))
     if view.summary.is_empty():
         table.add_row(Text("no model results for this dataset yet (mliap-tui run ...)", style="dim"), "", "", "", "", "", "")
     for row in view.summary.iter_rows(named=True):
         marker = "▶ " if row["model"] == selected_model else "  "
         n = row["n"] or 0
+        if row["model"] in notes and not n:
+            table.add_row(Text(marker + row["model"] + " *", style="bold" if row["model"] == selected_model else "dim"),
+                          Text("—", style="dim"), "", "", "", "", Text(f"{row['n_failed']:,}", style="dim"))
+            continue
         table.add_row(
             Text(marker + row["model"], style="bold" if row["model"] == selected_model else ""),
             f"{n:,}",
@@ -103,7 +124,9 @@ def summary_renderable(view: View, selected_model: str | None, dataset: str = ""
             "—" if row["frac_under"] is None else f"{100 * row['frac_under']:.0f}%",
             Text(f"{row['n_failed']:,}", style="red" if row["n_failed"] else "dim"),
         )
-    return Group(title, table)
+    footnotes = [Text(f"* {m}: {why}", style="dim italic", no_wrap=True, overflow="ellipsis")
+                 for m, why in notes.items() if m in set(view.summary["model"].to_list())]
+    return Group(title, table, *footnotes)
 
 
 class FilterStatus(Static):
@@ -111,7 +134,9 @@ class FilterStatus(Static):
 
     def show(self, text: str, description: str, elapsed_s: float | None = None, error: str | None = None,
              notice: str | None = None) -> None:
-        line = Text(no_wrap=True, overflow="ellipsis")
+        """The active filter; after a rejected one, the error (wrapped, whole) and, below it, the
+        filter that is still applied, so the counts on screen are never misread."""
+        line = Text()
         if notice:
             line.append(notice, style="bold yellow")
             self.update(line)
@@ -119,16 +144,21 @@ class FilterStatus(Static):
         if error:
             line.append("filter error: ", style="bold red")
             line.append(error, style="red")
+            line.append("\nstill applied: ", style="bold")
+            line.append(text or "no filter", style="bold cyan" if text else "dim")
+            if text:
+                line.append(f" ({description})", style="dim")
             self.update(line)
             return
+        line.no_wrap, line.overflow = True, "ellipsis"
         if not text:
             line.append("no filter", style="dim")
             line.append(" · / to filter, ? for the filter language", style="dim")
         else:
             line.append("active: ", style="bold")
             line.append(text, style="bold cyan")
-            line.append(f"  ({description})", style="dim")
             line.append("  c clears", style="dim")
+            line.append(f"  ({description})", style="dim")
         if elapsed_s is not None:
             line.append(f"  [{elapsed_s * 1000:.0f} ms]", style="dim")
         self.update(line)

@@ -145,7 +145,7 @@ async def test_sort_by_error_column(tui_cache):
         await settle(pilot)
         values = table.frame["d_e_above_hull@chgnet-0.3.0"].drop_nulls().to_list()
         assert values == sorted(values) and len(values) == N_MATERIALS
-        assert "Δ meV/at▲" in screen_text(app)
+        assert "Δ meV/atom▲" in screen_text(app)  # the whole unit, and the sort arrow
         await pilot.press("s")
         await settle(pilot)
         values = table.frame["d_e_above_hull@chgnet-0.3.0"].drop_nulls().to_list()

@@ -92,3 +92,31 @@ def test_help(snap_compare, tui_cache, monkeypatch):
         await settle(pilot)
 
     assert snap_compare(make_app(tui_cache), terminal_size=(120, 50), run_before=run_before)
+
+
+def test_explore_sorted_by_error_at_80_columns(snap_compare, tui_cache):
+    """Issue 15.1: after a sort by the selected model's Δ column the first rows of the new order show."""
+    async def run_before(pilot):
+        await settle(pilot)
+        table = pilot.app.screen.query_one("#results")
+        model = pilot.app.explore.selected_model
+        table.cursor_col = [c.key for c in table.columns].index(f"d_e_above_hull@{model}")
+        await pilot.press("s")
+        await settle(pilot)
+        hide_timing(pilot.app)
+
+    assert snap_compare(make_app(tui_cache), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_explore_filter_error_keeps_the_applied_filter(snap_compare, tui_cache):
+    """Issue 15.4: the error (wrapped) and the filter still applied, both on screen."""
+    async def run_before(pilot):
+        await settle(pilot)
+        for text in ("cs=cubic", "cs=cubic sg=999"):
+            await pilot.press("slash")
+            pilot.app.screen.query_one("#filter-input").value = text
+            await pilot.press("enter")
+            await settle(pilot)
+        hide_timing(pilot.app)
+
+    assert snap_compare(make_app(tui_cache), terminal_size=(80, 24), run_before=run_before)

@@ -443,8 +443,11 @@ def test_rich_progress_renders_events():
                                memory_kind="cpu_peak_rss", last_failures=[["x-amo2", "elements not covered by chgnet-0.3.0: Am"]]))
         show(protocol.WorkerFinished(model="chgnet-0.3.0", done=8, ok=7, failed=1, structures_per_s=12.0, wall_s=9.0))
         show(protocol.WorkerError(model="mace-mp-0-medium", message="mace is not installed: pip install 'mliap-tui[mace]'"))
+        # the final line shows the summary's numbers: rate over the evaluation, the model's wall time
+        show(protocol.RunFinished(summary={"models": [{"model": "chgnet-0.3.0", "wall_s": 9.0, "done": 8,
+                                                       "error": None, "cancelled": False}]}))
     text = out.getvalue()
-    for piece in ("chgnet-0.3.0", "5/8", "12.5 struct/s", "120 atoms/s", "ETA 00:03", "failed 1", "RSS peak 600.0 MiB",
+    for piece in ("chgnet-0.3.0", "5/8", "12.0 struct/s", "ETA 00:03", "failed 1", "RSS peak 600.0 MiB",
                   "x-amo2", "skipped: all 10 materials", "out of memory on a batch", "done in 9 s",
                   "mace is not installed"):
         assert piece in text, piece

@@ -46,7 +46,9 @@ class RawRecord:
     structure: the pymatgen Structure, or None when ``error`` says why it could not be read.
     dft: DFT reference values keyed by materials-table column names (eV/atom, forces eV/Å);
          a key that is absent means "not given by this source".
-    meta: extra facts from the source that are not table columns (e.g. a reported space group).
+    meta: extra facts from the source that are not table columns (e.g. a reported space group;
+          ``own_dft_settings``: the energies come from another DFT setup than the Materials
+          Project's, so they are never put on the MP2020 scale).
     """
 
     material_id: str

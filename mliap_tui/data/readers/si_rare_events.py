@@ -114,7 +114,8 @@ def _read(folder: Path, k_mesh: str) -> Iterator[RawRecord]:
             dft: dict[str, Any] = {"forces_dft_ev_per_ang": f.ravel().tolist()}
             if energies_all is not None and energies_all[i] is not None:
                 dft["e_per_atom_dft_raw"] = float(energies_all[i]) / len(structure)
-            meta: dict[str, Any] = {"index": i, "k_mesh": k_mesh}
+            # the set's own DFT settings (not MP's): the importer keeps the energy raw, off the MP2020 scale
+            meta: dict[str, Any] = {"index": i, "k_mesh": k_mesh, "own_dft_settings": True}
             for key, name in (("r_ang", r_all), ("r_v_ang", rv_all)):
                 if name is not None:
                     vals = np.asarray(name[i], dtype=float)
