@@ -153,6 +153,14 @@ def build_cache(root: Path) -> Cache:
     return cache
 
 
+async def settle(pilot) -> None:
+    """In a pilot test: let the app's workers finish and their messages be handled."""
+    for _ in range(4):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 def get_cache() -> Cache:
     root = cache_root()
     done = root / ".complete"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from support_tui import DATASET, N_CHGNET_020, N_MATERIALS
+from support_tui import DATASET, N_CHGNET_020, N_MATERIALS, settle
 
 from mliap_tui.analysis.export import load_tidy
 from mliap_tui.cache import Cache
@@ -31,14 +31,6 @@ def materials(tui_cache):
 @pytest.fixture(scope="module")
 def predictions(tui_cache):
     return tui_cache.scan_predictions(DATASET).collect().to_dicts()
-
-
-async def settle(pilot) -> None:
-    """Let workers finish and their messages be handled."""
-    for _ in range(4):
-        await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def explore(app) -> ExploreScreen:

@@ -6,7 +6,7 @@ on screen, one key map across screens."""
 from __future__ import annotations
 
 import polars as pl
-from support_tui import DATASET
+from support_tui import DATASET, settle
 
 from mliap_tui.analysis.export import export_filtered, load_tidy
 from mliap_tui.analysis.filters import apply_filter
@@ -18,13 +18,6 @@ from mliap_tui.tui.widgets import FilterStatus
 
 SMALL = (80, 24)
 ERR = "d_e_above_hull"
-
-
-async def settle(pilot) -> None:
-    for _ in range(4):
-        await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def explore(app) -> ExploreScreen:

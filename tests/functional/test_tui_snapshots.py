@@ -9,6 +9,7 @@ shows one fixed sample, no clock in the header. Update after an intended UI chan
 from __future__ import annotations
 
 import pytest
+from support_tui import settle
 
 from mliap_tui.engine.devices import DeviceSample, HostSample
 from mliap_tui.tui.app import MliapTuiApp
@@ -24,13 +25,6 @@ FIXED_SAMPLE = DeviceSample(
                     memory_total_bytes=16 * GIB, app_rss_bytes=GIB // 4, children_rss_bytes=0),
     gpu_note="NVML unavailable (LibraryNotFound)",
 )
-
-
-async def settle(pilot) -> None:
-    for _ in range(4):
-        await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def hide_timing(app) -> None:
