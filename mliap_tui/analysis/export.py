@@ -42,7 +42,7 @@ from mliap_tui.cache import Cache
 from mliap_tui.core.files import write_bytes_atomic
 from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
 
-LAYOUTS = ("tidy", "wide")
+LAYOUTS = ("tidy", "wide", "element")
 #: Metrics that need no recomputation (the rebuilt hull does; it is added on request).
 #: Per-model columns of the wide table besides the signed errors.
 WIDE_ROW_COLUMNS = ("status", "error")
@@ -219,7 +219,9 @@ def export_filtered(
 ) -> ExportResult:
     """Filter ``dataset``'s error table and write it as CSV (the headless ``export`` command).
 
-    ``layout``: 'tidy' (one row per material x model) or 'wide' (one row per material);
+    ``layout``: 'tidy' (one row per material x model), 'wide' (one row per material) or
+    'element' (per model, element, metric and weighting: n, MAE, mean signed error, RMSE in eV/atom
+    and the fraction underpredicted, over the filtered rows; :mod:`mliap_tui.analysis.elements`);
     ``material_ids``: keep only these materials (the explorer's selected rows);
     ``path`` defaults to :func:`default_export_path` in the working directory.
     """
@@ -232,6 +234,8 @@ def export_filtered(
     if layout == "tidy":
         table = apply_filter(tidy, flt)
         frame = tidy_export_frame(table)
+    elif layout == "element":
+        frame = element_export_frame(cache, dataset, apply_filter(tidy, flt))
     else:
         if flt.mode is None:
             raise FilterError("the wide layout holds one evaluation mode: add mode=static or mode=relax")
@@ -244,8 +248,26 @@ def export_filtered(
     return write_csv(frame, path, overwrite=overwrite, layout=layout)
 
 
+def element_export_frame(cache: Cache, dataset: str, table: pl.DataFrame) -> pl.DataFrame:
+    """Per (model, element, metric, weighting) statistics of the rows of ``table`` (eV/atom)."""
+    from mliap_tui.analysis.elements import WEIGHTINGS, element_errors
+
+    species = cache.scan_materials(dataset).select("material_id", "species").collect()
+    table = table.join(species, on="material_id", how="left")
+    parts = [
+        element_errors(table, metric, weighting).with_columns(metric=pl.lit(metric), weighting=pl.lit(weighting))
+        for metric in CHEAP_METRICS for weighting in WEIGHTINGS
+    ]
+    out = pl.concat(parts) if parts else pl.DataFrame()
+    return out.select(
+        "model", "element", "z", "metric", "weighting", "n",
+        pl.col("mae").alias("mae_ev_per_atom"), pl.col("mean_signed").alias("mean_signed_ev_per_atom"),
+        pl.col("rmse").alias("rmse_ev_per_atom"), "frac_under", "weight",
+    ).sort("model", "metric", "weighting", "z")
+
+
 __all__ = [
-    "ExportResult", "LAYOUTS", "load_tidy", "load_materials", "models_of", "wide_table",
+    "element_export_frame", "ExportResult", "LAYOUTS", "load_tidy", "load_materials", "models_of", "wide_table",
     "wide_models", "with_predicted", "filter_wide", "csv_ready", "default_export_path", "write_csv",
     "tidy_export_frame", "wide_export_frame", "export_filtered", "check_wide_columns",
 ]

@@ -119,6 +119,7 @@ class Summary:
     grouped: pl.DataFrame | None = None  # per_group() frame when ``by`` is given
     empty_reason: str | None = None
     notes: list[str] = field(default_factory=list)  # models left out of the statistics, and why
+    weighting: str = "crystal"  # by element: each crystal counts once, or by the element's fraction
 
 
 def summarize(
@@ -128,6 +129,7 @@ def summarize(
     mode: str = "static",
     metric: str = "e_above_hull",
     near_hull: bool = False,
+    weighting: str = "crystal",
 ) -> Summary:
     """The summary of ``dataset``'s ``mode`` predictions (see the module docstring)."""
     out = Summary(dataset=dataset, mode=mode, scope=f"{dataset}, {mode}", by=by, metric=metric)
@@ -164,6 +166,14 @@ def summarize(
     for model, reason in not_compared(table["model"].unique().to_list()).items():
         out.notes.append(f"{model}: {reason} (its {table.filter(pl.col('model') == model).height:,} predictions are "
                          "cached, not in these tables)")
-    if by:
+    if by == "element":
+        from mliap_tui.analysis.elements import element_errors
+
+        if weighting == "fraction":
+            species = cache.scan_materials(dataset).select("material_id", "species").collect()
+            table = table.join(species, on="material_id", how="left")
+        out.grouped = element_errors(table, metric, weighting).sort("z", "model").rename({"element": "group"})
+        out.weighting = weighting
+    elif by:
         out.grouped = per_group(table, metric, by)
     return out

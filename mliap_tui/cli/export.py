@@ -13,7 +13,8 @@ EXPORT_EPILOG = (
     .replace("match=any|all|selected", "match=any|all").replace(", or the model selected with m", "")
     + "\n\n" + options.examples("mliap-tui export --filter 'dof=20.. err:e_above_hull>50meV' hard.csv",
                                 "mliap-tui export --filter 'cs=cubic model=sevennet-0' --layout wide",
-                                "mliap-tui export --filter 'serr:ehull<0 match=all' under_everywhere.csv")
+                                "mliap-tui export --filter 'serr:ehull<0 match=all' under_everywhere.csv",
+                                "mliap-tui export --layout element --filter 'dof=20..' elements.csv")
 )
 
 
@@ -29,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", nargs="?", help="CSV path (default: mliap-<dataset>-<layout>-<timestamp>.csv here)")
     options.add_data(p)
     p.add_argument("--filter", dest="filter_text", default="", help="filter string, e.g. 'sg=136 dof=3..10'")
-    p.add_argument("--layout", default="tidy", choices=["tidy", "wide"],
-                   help="tidy: a row per material x model; wide: a row per material")
+    p.add_argument("--layout", default="tidy", choices=["tidy", "wide", "element"],
+                   help="tidy: a row per material x model; wide: a row per material; element: per model and "
+                   "element, MAE and mean signed error (crystal and atomic-fraction weightings)")
     p.add_argument("--rebuilt-hull", action="store_true", help="add Ehull on hulls rebuilt from this dataset's entries")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     options.add_cache(p)

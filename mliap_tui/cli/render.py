@@ -290,9 +290,13 @@ def failures_table(failures: list[tuple[str, int, list[tuple[str, int]]]]) -> Ta
     return out
 
 
-def group_table(grouped: pl.DataFrame, metric: str, by: str) -> Table:
+def group_table(grouped: pl.DataFrame, metric: str, by: str, weighting: str = "crystal") -> Table:
     label = GROUPINGS[by]
-    out = Table(title=f"{METRIC_LABEL[metric]} error by {label}, meV/atom")
+    title = f"{METRIC_LABEL[metric]} error by {label}, meV/atom"
+    if by == "element":
+        title += (" (each crystal counts for every element it holds)" if weighting == "crystal"
+                  else " (each crystal weighted by the element's atomic fraction)")
+    out = Table(title=title)
     out.add_column(label, no_wrap=True)
     out.add_column("model", no_wrap=True)
     _stat_columns(out)
@@ -315,7 +319,7 @@ def summary(s: Any) -> list:
     if failures is not None:
         out.append(failures)
     if s.by and s.grouped is not None:
-        out.append(group_table(s.grouped, s.metric, s.by))
+        out.append(group_table(s.grouped, s.metric, s.by, s.weighting))
     return out
 
 

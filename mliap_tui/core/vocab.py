@@ -195,6 +195,13 @@ METRIC_SHORT_LABEL: dict[str, str] = {
     "e_above_hull": "Ehull (DFT hull)",
     "e_above_hull_rebuilt": "Ehull rebuilt",
 }
+#: Symbols (narrow table headers).
+METRIC_SYMBOL: dict[str, str] = {
+    "e_per_atom": "E",
+    "e_form_per_atom": "Eform",
+    "e_above_hull": "Ehull",
+    "e_above_hull_rebuilt": "Ehull(b)",
+}
 #: What a user may type for a metric (filter language, --metric), lower case.
 METRIC_ALIASES: dict[str, str] = {
     "e": "e_per_atom",
@@ -225,6 +232,7 @@ GROUPINGS: dict[str, str] = {
     "dof": "total DOF",
     "crystal_system": "crystal system",
     "spacegroup": "space group",
+    "element": "element",
 }
 #: DOF columns of the materials table -> labels.
 DOF_LABELS: dict[str, str] = {

@@ -27,6 +27,7 @@ from mliap_tui.core.vocab import (
     CHEAP_METRICS,
     CRYSTAL_SYSTEMS,
     METRIC_LABEL,
+    METRIC_SYMBOL,
     METRICS,
     CrystalSystem,
 )
@@ -39,6 +40,7 @@ from mliap_tui.tui.messages import (
     ViewComputed,
     ViewFailed,
 )
+from mliap_tui.tui.ptable import PeriodicTable
 from mliap_tui.tui.state import (
     LoadedDataset,
     View,
@@ -50,9 +52,8 @@ from mliap_tui.tui.state import (
 from mliap_tui.tui.table import Column, VirtualTable
 from mliap_tui.tui.widgets import FilterStatus, PlotView, SummaryStrip
 
-TABS = ("table", *plots.PLOT_KINDS)
-TAB_TITLES = {"table": "Table", **plots.PLOT_TITLES}
-METRIC_SHORT_LABEL = {"e_per_atom": "E", "e_form_per_atom": "Eform", "e_above_hull": "Ehull", "e_above_hull_rebuilt": "Ehull(b)"}
+TABS = ("table", *plots.PLOT_KINDS, "elements")
+TAB_TITLES = {"table": "Table", **plots.PLOT_TITLES, "elements": "By element"}
 
 
 def _signed_style(value: float) -> str | None:
@@ -80,7 +81,7 @@ def table_columns(metric: str, models: list[str], with_match: bool, compact: boo
     the predicted value (eV/atom) and the signed error (meV/atom). ``compact`` (narrow
     terminals) drops lattice/Wyckoff DOF and site count and abbreviates the crystal system."""
     dft, pred, err = METRICS[metric]
-    short = METRIC_SHORT_LABEL[metric]
+    short = METRIC_SYMBOL[metric]
     cols = [
         Column("material_id", "material", 10 if compact else 12, justify="left"),
         Column("formula", "formula", 9 if compact else 10, justify="left"),
@@ -128,6 +129,7 @@ class ExploreScreen(Screen):
         Binding("3", "show_tab('hist')", "Error histogram", show=False, id="explore.tab_hist"),
         Binding("4", "show_tab('dof')", "Error vs DOF", show=False, id="explore.tab_dof"),
         Binding("5", "show_tab('system')", "By crystal system", show=False, id="explore.tab_system"),
+        Binding("6", "show_tab('elements')", "By element", show=False, id="explore.tab_elements"),
         Binding("d", "next_dataset", "Next dataset", show=False, id="explore.next_dataset"),
         Binding("R", "reload", "Reload cache", show=False, id="explore.reload"),
         Binding("u", "clear_marks", "Unmark all", show=False, id="explore.clear_marks"),
@@ -170,6 +172,8 @@ class ExploreScreen(Screen):
             for kind in plots.PLOT_KINDS:
                 with TabPane(TAB_TITLES[kind], id=kind):
                     yield PlotView(kind, id=f"plot-{kind}")
+            with TabPane(TAB_TITLES["elements"], id="elements"):
+                yield PeriodicTable(id="ptable")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -324,6 +328,14 @@ class ExploreScreen(Screen):
         active = self.query_one(TabbedContent).active
         if active in plots.PLOT_KINDS:
             self.query_one(f"#plot-{active}", PlotView).show(self.view, self.selected_model)
+        elif active == "elements":
+            self.query_one(PeriodicTable).show(self.view, self.selected_model)
+
+    @on(PeriodicTable.ElementPicked)
+    def _element_picked(self, event: PeriodicTable.ElementPicked) -> None:
+        """Enter on the periodic table: keep the crystals holding that element, show the table."""
+        self.add_filter(f"el={event.element}")
+        self.action_show_tab("table")
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
@@ -437,6 +449,8 @@ class ExploreScreen(Screen):
         self.query_one(TabbedContent).active = tab
         if tab == "table":
             self.query_one("#results", VirtualTable).focus()
+        elif tab == "elements":
+            self.query_one(PeriodicTable).focus()
 
     def action_next_tab(self) -> None:
         tabs = self.query_one(TabbedContent)

@@ -34,10 +34,12 @@ def binding_sources() -> list[tuple[str, type]]:
     from mliap_tui.tui.forces_screen import ForcesScreen
     from mliap_tui.tui.help_screen import HelpScreen
     from mliap_tui.tui.pes_screen import PesScreen
+    from mliap_tui.tui.ptable import PeriodicTable
     from mliap_tui.tui.run_screen import FailuresScreen, ModelPane, RunScreen
     from mliap_tui.tui.table import VirtualTable
 
     return [("everywhere", MliapTuiApp), ("explore", ExploreScreen), ("table", VirtualTable),
+            ("periodic table", PeriodicTable),
             ("detail", DetailScreen), ("PES slice", PesScreen), ("forces", ForcesScreen), ("run", RunScreen), ("run: model pane", ModelPane),
             ("failures dialog", FailuresScreen), ("export dialog", ExportScreen), ("help", HelpScreen)]
 
@@ -70,6 +72,7 @@ def binding_clashes() -> list[str]:
     from mliap_tui.tui.forces_screen import ForcesScreen
     from mliap_tui.tui.help_screen import HelpScreen
     from mliap_tui.tui.pes_screen import PesScreen
+    from mliap_tui.tui.ptable import PeriodicTable
     from mliap_tui.tui.run_screen import FailuresScreen, ModelPane, RunScreen
     from mliap_tui.tui.table import VirtualTable
 
@@ -82,15 +85,17 @@ def binding_clashes() -> list[str]:
 
     app = keys(MliapTuiApp)
     shown_app = {k for b in MliapTuiApp.BINDINGS if b.show for k in b.key.split(",")}
-    screens = {ExploreScreen: [VirtualTable], DetailScreen: [], PesScreen: [], ForcesScreen: [],
+    screens = {ExploreScreen: [VirtualTable, PeriodicTable], DetailScreen: [], PesScreen: [], ForcesScreen: [],
                RunScreen: [ModelPane], FailuresScreen: [], ExportScreen: [], HelpScreen: []}
     problems = []
     for screen, widgets in screens.items():
-        seen: dict[str, str] = {}
-        for cls in [screen, *widgets]:
+        # a focused widget's key is meant for that widget: check each widget against the screen
+        # (two widgets may give the arrows different meanings; only one has the focus)
+        seen: dict[str, str] = dict(keys(screen))
+        for cls in widgets:
             for key, action in keys(cls).items():
-                if key in seen and seen[key].split(".", 1)[1] != action.split(".", 1)[1]:
-                    problems.append(f"{screen.__name__}: {key!r} is {seen[key]} and {action}")
+                if key in keys(screen) and keys(screen)[key].split(".", 1)[1] != action.split(".", 1)[1]:
+                    problems.append(f"{screen.__name__}: {key!r} is {keys(screen)[key]} and {action}")
                 seen.setdefault(key, action)
         for key, action in seen.items():
             own = action.split(".", 1)[1]

@@ -157,3 +157,32 @@ async def test_forces_screen_tabs_and_empty_state(tmp_path):
         for key, tab in (("2", "tab-df"), ("5", "tab-structures"), ("1", "tab-parity")):
             await pilot.press(key)
             assert app.screen.query_one(TabbedContent).active == tab
+
+
+async def test_periodic_table_tab_shows_element_errors_and_filters_to_an_element(tui_cache):
+    """Issue 16: the periodic-table heat map (tab 6) holds the selected model's per-element MAE of
+    the filtered rows, the same numbers as summary --by element; Enter filters to the element."""
+    from textual.widgets import TabbedContent
+
+    from mliap_tui.analysis.elements import element_table
+    from mliap_tui.tui.ptable import PeriodicTable
+
+    app = MliapTuiApp(tui_cache, device_poll_s=None)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        await pilot.press("6")
+        await settle(pilot)
+        pt = app.screen.query_one(PeriodicTable)
+        assert pt.has_focus and pt.model == explore(app).selected_model
+        expected = element_table(tui_cache, DATASET, metric="e_above_hull").filter(pl.col("model") == pt.model)
+        assert {r["element"]: (r["n"], round(r["mae"], 9)) for r in expected.iter_rows(named=True)} == {
+            el: (r["n"], round(r["mae"], 9)) for el, r in pt.stats.items()}
+        pt.cursor = "Ga"
+        await pilot.press("right")  # Ge
+        await pilot.press("enter")
+        await settle(pilot)
+        assert explore(app).filter.text == "el=Ge"
+        assert app.screen.query_one(TabbedContent).active == "table"
+        ids = set(explore(app).view.frame["material_id"])
+        elements = dict(tui_cache.scan_materials(DATASET).select("material_id", "elements").collect().iter_rows())
+        assert ids and all("Ge" in elements[m] for m in ids)

@@ -114,3 +114,15 @@ def test_explore_filter_error_keeps_the_applied_filter(snap_compare, tui_cache):
         hide_timing(pilot.app)
 
     assert snap_compare(make_app(tui_cache), terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_periodic_table(snap_compare, tui_cache, size):
+    """Issue 16: the periodic-table heat map, compact at 80x24, with the MAE under each symbol when tall."""
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("6")
+        await settle(pilot)
+        hide_timing(pilot.app)
+
+    assert snap_compare(make_app(tui_cache), terminal_size=size, run_before=run_before)
