@@ -96,11 +96,31 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def model_ids(value: str | None, *, required: bool = True) -> list[str]:
-    """Model ids from ``--models``, each checked against the registry (UserError with close matches)."""
+def split_models(value: str | None) -> list[str]:
+    """``--models`` items: split on commas outside braces, so ``ase:m:f:{"a":1,"b":2}`` stays whole."""
+    if not value:
+        return []
+    items, depth, current = [], 0, []
+    for ch in value:
+        if ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth = max(0, depth - 1)
+        if ch == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    items.append("".join(current))
+    return list(dict.fromkeys(v.strip() for v in items if v.strip()))
+
+
+def model_ids(value: str | None, *, required: bool = True, extra: Sequence[str] = ()) -> list[str]:
+    """Models from ``--models`` (and repeated ``--model`` items in ``extra``): registry ids, plug-in
+    ids or ``ase:`` references, each checked (UserError naming the known ids)."""
     from mliap_tui.models.registry import get_spec
 
-    ids = split_list(value)
+    ids = list(dict.fromkeys([*split_models(value), *(e.strip() for e in extra if e.strip())]))
     if required and not ids:
         raise UserError("no model given: pass --models ID[,ID...] (mliap-tui models lists them)")
     for m in ids:
@@ -135,4 +155,5 @@ __all__: Sequence[str] = [
     "parse_pairs",
     "positive_int",
     "split_list",
+    "split_models",
 ]

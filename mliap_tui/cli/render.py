@@ -214,6 +214,16 @@ def models_table(rows: list[dict]) -> Group:
 # ---- run -------------------------------------------------------------------------------------------------
 
 
+def short_error(message: str, model: str = "", limit: int = 90) -> str:
+    """The first clause of a worker error (the full text was printed when it happened)."""
+    text = message.split("; ", 1)[0]
+    for prefix in (f"{model}: ", f"{model} "):
+        if model and text.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def run_summary(summary: Any) -> Table:
     """A RunSummary as a rich table that fits 80 columns."""
     title = f"run {summary.run_id} on {summary.dataset} ({summary.mode}, {summary.device})"
@@ -225,9 +235,10 @@ def run_summary(summary: Any) -> Table:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("status", overflow="fold")
     for m in summary.models:
-        status = f"[red]{escape(m.error)}[/]" if m.error else ("[yellow]cancelled[/]" if m.cancelled else "[green]ok[/]")
+        status = f"[red]{escape(short_error(m.error, m.model))}[/]" if m.error else ("[yellow]cancelled[/]" if m.cancelled else "[green]ok[/]")
+        weights = getattr(m, "weights_fingerprint", None)
         table.add_row(
-            m.model,
+            escape(m.model) + (f"\n[dim]weights {weights[:7]}[/]" if weights else ""),
             f"{m.already_done:,}",
             f"{m.ok:,}",
             f"[red]{m.failed:,}[/]" if m.failed else "0",

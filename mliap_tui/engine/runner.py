@@ -89,6 +89,7 @@ class ModelRunSummary:
     error: str | None = None
     cancelled: bool = False
     last_failures: list[list[str]] = field(default_factory=list)
+    weights_fingerprint: str | None = None  # the weights the rows are made with (None: unknown before loading)
 
     @property
     def complete(self) -> bool:
@@ -354,6 +355,7 @@ class EvaluationRun:
         retry_failed: bool = False,
         material_ids: Sequence[str] | None = None,
         checkpoints: dict[str, str] | None = None,
+        trust_models: bool | Sequence[str] = (),
         batch_atoms: int | None = None,
         chunk_rows: int = 200,
         chunk_seconds: float = 15.0,
@@ -371,7 +373,10 @@ class EvaluationRun:
             raise ValueError("no model given: pass at least one model id (mliap-tui models lists them)")
         from mliap_tui.models.registry import get_spec
 
-        self.specs = {m: get_spec(m) for m in dict.fromkeys(model_ids)}  # KeyError names the known ids
+        self.specs = {}  # model id -> spec; an ase: reference is stored under its model id
+        for ref in dict.fromkeys(model_ids):
+            spec = get_spec(ref)  # KeyError names the known ids
+            self.specs.setdefault(spec.id, spec)
         self.cache, self.dataset, self.mode = cache, dataset, mode
         self.model_ids = list(self.specs)
         self.device, self.dtype, self.limit = device, dtype, limit
@@ -381,6 +386,9 @@ class EvaluationRun:
         self.retry_failed = retry_failed
         self.material_ids = list(material_ids) if material_ids is not None else None
         self.checkpoints = dict(checkpoints or {})
+        #: models that run even if they fail the canary check (True: every model)
+        self.trust_models = trust_models
+        self._identities: dict[str, Any] = {}
         self.batch_atoms, self.chunk_rows, self.chunk_seconds = batch_atoms, chunk_rows, chunk_seconds
         self.torch_threads = torch_threads
         self.relax_fmax, self.relax_max_steps = relax_fmax, relax_max_steps
@@ -421,14 +429,37 @@ class EvaluationRun:
             df = df.head(max(0, int(self.limit)))
         return df
 
+    def weights_fingerprint(self, model: str) -> str | None:
+        """The fingerprint of the weights ``model`` will run with (None: not on disk before loading)."""
+        if model not in self._identities:
+            from mliap_tui.models.identity import resolve_identity
+
+            try:
+                self._identities[model] = resolve_identity(self.specs[model], self._checkpoint(model)).fingerprint
+            except OSError:  # a missing checkpoint: the worker says so
+                self._identities[model] = None
+        return self._identities[model]
+
+    def _checkpoint(self, model: str) -> str | None:
+        path = self.checkpoints.get(model)
+        return os.path.abspath(os.path.expanduser(path)) if path else None
+
+    def trusted(self, model: str) -> bool:
+        return self.trust_models is True or (not isinstance(self.trust_models, bool) and model in self.trust_models)
+
     def _plan_model(self, model: str, ids: list[str]) -> tuple[ModelRunSummary, list[str]]:
-        ok = self.cache.done_keys(self.dataset, model, self.mode, include_failed=False)
-        any_row = self.cache.done_keys(self.dataset, model, self.mode, include_failed=True)
+        fingerprint = self.weights_fingerprint(model)
+        if fingerprint is None:  # unknown until loaded: the worker skips what these weights did
+            ok = any_row = set()
+        else:
+            ok = self.cache.done_keys(self.dataset, model, self.mode, include_failed=False, weights_fingerprint=fingerprint)
+            any_row = self.cache.done_keys(self.dataset, model, self.mode, include_failed=True, weights_fingerprint=fingerprint)
         done = ok if self.retry_failed else any_row
         todo = [m for m in ids if m not in done]
         failed = sum(1 for m in ids if m in any_row and m not in ok)
         summary = ModelRunSummary(model=model, mode=self.mode, total=len(ids), already_done=len(ids) - len(todo),
-                                  cached_failed=0 if self.retry_failed else failed, todo=len(todo))
+                                  cached_failed=0 if self.retry_failed else failed, todo=len(todo),
+                                  weights_fingerprint=fingerprint)
         return summary, todo
 
     def plan(self) -> list[ModelRunSummary]:
@@ -459,7 +490,8 @@ class EvaluationRun:
             summary.models.append(ms)
         self._emit(RunPlanned(run_id=self.run_id, dataset=self.dataset, device=label, mode=self.mode,
                               models=[{"model": m.model, "total": m.total, "done": m.already_done,
-                                       "failed": m.cached_failed, "todo": m.todo} for m in summary.models]))
+                                       "failed": m.cached_failed, "todo": m.todo,
+                                       "weights": m.weights_fingerprint} for m in summary.models]))
         try:
             for ms in summary.models:
                 if self._cancel.is_set():
@@ -469,7 +501,7 @@ class EvaluationRun:
                     if ms.total == 0:
                         reason = f"no materials in dataset {self.dataset!r} for this selection"
                     else:
-                        reason = f"all {ms.total} materials already in the cache"
+                        reason = f"all {ms.total} materials already in the cache for these weights ({(ms.weights_fingerprint or '')[:7]})"
                         if ms.cached_failed:
                             reason += f" ({ms.cached_failed} failed: --retry-failed retries them)"
                     self._emit(ModelSkipped(model=ms.model, mode=self.mode, reason=reason))
@@ -493,7 +525,10 @@ class EvaluationRun:
             device="cpu" if gpu is None else "cuda",
             device_label=None if gpu is None else f"cuda:{gpu}",
             dtype=self.dtype,
-            checkpoint=os.path.abspath(os.path.expanduser(self.checkpoints[model])) if self.checkpoints.get(model) else None,
+            checkpoint=self._checkpoint(model),
+            model_ref=self.specs[model].options.get("ref"),
+            weights_fingerprint=self.weights_fingerprint(model),
+            trust_model=self.trusted(model),
             forces=self.forces,
             stress=self.stress,
             batch_atoms=self.batch_atoms,
@@ -596,6 +631,13 @@ class EvaluationRun:
             return
         if isinstance(ev, WorkerStarted):
             w.started = ev
+            planned = ms.weights_fingerprint
+            ms.weights_fingerprint = ms.weights_fingerprint or ev.weights_fingerprint
+            if planned is None and all(x.started is not None for x in workers):
+                # planned without knowing the weights: the workers skipped what these weights did
+                todo = sum(x.started.total for x in workers if x.started is not None)
+                ms.already_done += max(0, ms.todo - todo)
+                ms.todo = todo
         elif isinstance(ev, WorkerFinished):
             w.finished = ev
         elif isinstance(ev, WorkerError):
