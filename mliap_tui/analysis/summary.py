@@ -13,6 +13,7 @@ import polars as pl
 from mliap_tui.analysis.aggregate import near_hull as near_hull_rows
 from mliap_tui.analysis.aggregate import per_group, per_model
 from mliap_tui.analysis.errors import error_table
+from mliap_tui.analysis.weights import WeightsNote, weights_notes
 from mliap_tui.cache import Cache
 
 SAME_ERROR_NOTE = (
@@ -66,6 +67,7 @@ class Summary:
     metric: str = "e_above_hull"
     grouped: pl.DataFrame | None = None  # per_group() frame when ``by`` is given
     empty_reason: str | None = None
+    weights: list[WeightsNote] = field(default_factory=list)  # what model~fingerprint labels stand for
 
 
 def summarize(
@@ -98,6 +100,7 @@ def summarize(
                 {"e_above_hull": per_model(near, "e_above_hull")},
             ))
     out.failures = failure_reasons(table)
+    out.weights = weights_notes(cache, table)
     if by:
         out.grouped = per_group(table, metric, by)
     return out

@@ -90,6 +90,7 @@ class ModelRunSummary:
     cancelled: bool = False
     last_failures: list[list[str]] = field(default_factory=list)
     weights_fingerprint: str | None = None  # the weights the rows are made with (None: unknown before loading)
+    error_kind: str | None = None  # WorkerErrorKind of ``error`` (model_refused, model_unavailable, ...)
 
     @property
     def complete(self) -> bool:
@@ -557,6 +558,7 @@ class EvaluationRun:
         python = self.python_for_model(ms.model)
         if python != sys.executable and not os.path.exists(python):
             ms.error = f"Python interpreter for {ms.model} not found: {python} (check --python-for)"
+            ms.error_kind = "bad_job"
             self._emit(WorkerError(model=ms.model, mode=self.mode, kind="bad_job", message=ms.error))
             return
         shards = shard(todo, [sizes.get(m, 1) for m in todo], len(slots))
@@ -571,6 +573,7 @@ class EvaluationRun:
                     w = WorkerProcess(self._job(ms.model, ids, k, gpu), python, events, gpu=gpu)
                 except OSError as exc:
                     ms.error = f"could not start a worker with {python}: {exc}"
+                    ms.error_kind = "crashed"
                     self._emit(WorkerError(model=ms.model, mode=self.mode, kind="crashed", message=ms.error))
                     break
                 workers.append(w)
@@ -605,6 +608,7 @@ class EvaluationRun:
             msg = w.failure_message()
             if msg and not self._cancel.is_set() and ms.error is None:
                 ms.error = msg
+                ms.error_kind = w.error.kind if w.error is not None else "crashed"
                 if w.error is None:  # crashed without saying why: tell the listener
                     self._emit(WorkerError(model=ms.model, mode=self.mode, worker=w.job.worker, kind="crashed", message=msg))
         with self._lock:

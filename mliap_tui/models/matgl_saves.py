@@ -76,7 +76,8 @@ def pre_3_refusal(save: MatglSave, model_id: str, installed: str | None = None) 
         f"{model_id}: {save.folder} was saved by matgl < 3.0 ({save.evidence}){hit}; matgl 3.0 changed the "
         f"message-passing convention of M3GNet/TensorNet/QET, so these {save.architecture} weights give energies "
         f"eV/atom wrong{under}, silently. Use a model published for matgl >= 3 (e.g. the registry's "
-        "m3gnet-matpes-pbe, hub M3GNet-PES-MatPES-PBE-2025.2) or a checkpoint you trained and saved with matgl >= 3"
+        "m3gnet-matpes-pbe, hub M3GNet-PES-MatPES-PBE-2025.2) or a checkpoint you trained and saved with matgl >= 3 "
+        "(--trust-model does not override this: no matgl >= 3 evaluates these weights correctly)"
     )
 
 
