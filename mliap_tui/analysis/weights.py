@@ -15,6 +15,7 @@ import polars as pl
 from mliap_tui.cache import Cache
 from mliap_tui.cache.weights import UNRECORDED, read_weights_record
 from mliap_tui.core.vocab import CanaryVerdict
+from mliap_tui.models.identity import short_source
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,7 @@ class WeightsNote:
     def text(self) -> str:
         if self.fingerprint is None:
             return f"{self.label}: rows from before mliap-tui recorded weights ({UNRECORDED}): their weights are unknown"
-        kind, sep, where = self.source.partition(": ")
-        source = f"{kind}: {where.rstrip('/').rsplit('/', 1)[-1]}" if sep and kind in ("bundled", "downloaded") else self.source
-        parts = [source or "source not recorded"]
+        parts = [short_source(self.source) or "source not recorded"]
         if self.canary:
             parts.append(f"canary {self.canary}")
         if self.trust_override:

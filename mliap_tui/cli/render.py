@@ -190,6 +190,8 @@ CONVENTION_NOTE = (
 def models_table(rows: list[dict], seen: list[dict] | None = None, problems: list[str] | None = None) -> Group:
     """The registry and plug-ins (``models.listing.models_rows``), how each was verified here, what
     to do for each model not ready, and the weights the cache has seen."""
+    from mliap_tui.models.identity import short_source
+
     table = Table(title="models", caption="ready = package installed and weights on this machine; "
                   "verified: see below", caption_justify="left")
     table.add_column("model", no_wrap=True)
@@ -218,7 +220,7 @@ def models_table(rows: list[dict], seen: list[dict] | None = None, problems: lis
             canary = f"{verdict} {1000 * mae:.0f} meV/atom" if mae is not None and mae != float("inf") else verdict
             trusted = ", run with --trust-model" if w.get("trusted_by_user") else ""
             parts.append(f"  {escape(w['model'])}~{(w['weights_fingerprint'] or '')[:7]}  {escape(canary)}{trusted}  "
-                         f"[dim]{escape(_short_source(w.get('source', '')))} ({escape(w.get('package_version') or '?')})[/]")
+                         f"[dim]{escape(short_source(w.get('source', '')))} ({escape(w.get('package_version') or '?')})[/]")
     if problems:
         parts += ["", "[bold red]plug-ins that failed to load:[/]", *(escape(p) for p in problems)]
     return Group(*parts)
@@ -240,14 +242,6 @@ def _verified_cell(row: dict) -> str:
     if verified == "refused":
         return "[red]refused[/]"
     return {"structural": "structural", "none": "[dim]none[/]"}.get(verified or "", verified or "")
-
-
-def _short_source(source: str) -> str:
-    """``bundled: /long/site-packages/path/file.pth`` -> ``bundled: file.pth`` (user paths kept)."""
-    kind, sep, where = source.partition(": ")
-    if sep and kind in ("bundled", "downloaded"):
-        return f"{kind}: {where.rstrip('/').rsplit('/', 1)[-1]}"
-    return source
 
 
 # ---- run -------------------------------------------------------------------------------------------------

@@ -390,6 +390,7 @@ class EvaluationRun:
         #: models that run even if they fail the canary check (True: every model)
         self.trust_models = trust_models
         self._identities: dict[str, Any] = {}
+        self._planned_without_weights: set[str] = set()  # weights not on disk when planned
         self.batch_atoms, self.chunk_rows, self.chunk_seconds = batch_atoms, chunk_rows, chunk_seconds
         self.torch_threads = torch_threads
         self.relax_fmax, self.relax_max_steps = relax_fmax, relax_max_steps
@@ -488,6 +489,8 @@ class EvaluationRun:
         for model in self.model_ids:
             ms, todos[model] = self._plan_model(model, ids)
             ms.device = label
+            if ms.weights_fingerprint is None:
+                self._planned_without_weights.add(model)
             summary.models.append(ms)
         self._emit(RunPlanned(run_id=self.run_id, dataset=self.dataset, device=label, mode=self.mode,
                               models=[{"model": m.model, "total": m.total, "done": m.already_done,
@@ -635,9 +638,9 @@ class EvaluationRun:
             return
         if isinstance(ev, WorkerStarted):
             w.started = ev
-            planned = ms.weights_fingerprint
+            unknown = ms.model in self._planned_without_weights
             ms.weights_fingerprint = ms.weights_fingerprint or ev.weights_fingerprint
-            if planned is None and all(x.started is not None for x in workers):
+            if unknown and all(x.started is not None for x in workers):
                 # planned without knowing the weights: the workers skipped what these weights did
                 todo = sum(x.started.total for x in workers if x.started is not None)
                 ms.already_done += max(0, ms.todo - todo)

@@ -209,6 +209,15 @@ def _family_modules() -> dict[str, str]:
     return FAMILY_MODULES
 
 
+def short_source(source: str) -> str:
+    """A weights source for display: ``bundled: /long/site-packages/.../file.pth`` -> ``bundled:
+    file.pth`` (where a package keeps its files says nothing); user paths are kept whole."""
+    kind, sep, where = source.partition(": ")
+    if sep and kind in ("bundled", "downloaded"):
+        return f"{kind}: {where.rstrip('/').rsplit('/', 1)[-1]}"
+    return source
+
+
 def _default_kind(spec: ModelSpec) -> str:
     return "bundled" if spec.weights_offline else "downloaded"
 
@@ -237,5 +246,6 @@ __all__: Sequence[str] = [
     "module_distribution_version",
     "paths_fingerprint",
     "resolve_identity",
+    "short_source",
     "text_fingerprint",
 ]

@@ -149,3 +149,61 @@ def test_plugin_errors_are_one_line_and_name_the_fix(tmp_path, monkeypatch):
             get_spec("broken")
     finally:
         plugins.refresh_plugins()
+
+
+FIRST_USE_PLUGIN = '''
+"""A plug-in whose weights file appears only when it is loaded, as a download on first use does."""
+import os
+from pathlib import Path
+
+from mliap_tui.models.ase_adapter import AsePredictor
+from mliap_tui.models.base import ModelSpec, PluginModel
+
+WEIGHTS = Path(os.environ["FIRST_USE_WEIGHTS"])
+
+
+def load(spec, device="cpu", dtype="float32", checkpoint=None):
+    from ase.calculators.emt import EMT
+
+    if not WEIGHTS.exists():
+        WEIGHTS.write_text("EMT parameters, fetched on first use")
+    return AsePredictor(spec, EMT(), device=device, dtype=dtype)
+
+
+def plugin():
+    spec = ModelSpec(id="emt-first-use", family="emt", version="1", package="ase", pip_extra="", weights="emt",
+                     energy_convention="raw_pbe", weights_offline=False, default_batch_atoms=512,
+                     elements=frozenset({"Al", "Cu", "Ni"}), options={"weights_files": [str(WEIGHTS)]})
+    return PluginModel(spec, load)
+'''
+
+
+def test_weights_that_appear_only_when_loaded_are_identified_by_the_worker(tmp_path, monkeypatch, cache):
+    """The runner cannot fingerprint weights that are not on disk yet: it plans everything, and the
+    worker, once the model is loaded, skips what these weights already did."""
+    site = tmp_path / "site"
+    info = site / "first_use-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "first_use_plugin.py").write_text(FIRST_USE_PLUGIN)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: first-use\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[mliap_tui.models]\nemt-first-use = first_use_plugin:plugin\n")
+    weights = tmp_path / "downloaded" / "emt.params"
+    weights.parent.mkdir()
+    monkeypatch.setenv("FIRST_USE_WEIGHTS", str(weights))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    plugins.refresh_plugins()
+    try:
+        first = run_evaluation(cache, DATASET, ["emt-first-use"], device="cpu")
+        m = first.models[0]
+        assert first.ok and m.ok == 12 and weights.is_file()
+        from mliap_tui.models.identity import file_sha256
+
+        assert m.weights_fingerprint == file_sha256(weights)  # learnt from the worker
+        weights.unlink()  # gone again: the next run plans without knowing the weights
+        again = run_evaluation(cache, DATASET, ["emt-first-use"], device="cpu")
+        m2 = again.models[0]
+        assert again.ok and (m2.already_done, m2.todo, m2.done) == (12, 0, 0), m2
+        assert cache.scan_predictions(DATASET).collect().height == 12  # nothing evaluated twice
+    finally:
+        plugins.refresh_plugins()
