@@ -221,9 +221,9 @@ def evaluate_canary(predictor: Any, identity: WeightsIdentity | None = None,
         result.mae_ev_per_atom = math.inf
         result.reason = f"non-finite energy for {', '.join(i.formula for i in nonfinite)}"
     elif convention not in (EnergyConvention.MP2020, EnergyConvention.RAW_PBE):
+        label = EnergyConvention(convention).label if convention in EnergyConvention._value2member_map_ else convention
         result.reason = (
-            f"{convention} energies are not on the PBE scale of the shipped DFT references, so they are not "
-            "judged (recorded for the record)"
+            f"{label} energies are not on the PBE scale of the shipped DFT references: recorded, not judged"
         )
     elif len(judged) < CANARY_MIN_JUDGED:
         first = next((i.failure for i in items if i.failure), "")
