@@ -39,10 +39,10 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from _paths import SHARED_DATA_DIR  # noqa: E402
 
 from mliap_tui.cache import Cache  # noqa: E402
 from mliap_tui.data.structures import row_to_atoms, row_to_structure, structure_columns  # noqa: E402
-from _paths import SHARED_DATA_DIR  # noqa: E402
 
 MP20 = SHARED_DATA_DIR / "mp" / "mp20_biternary_test.csv.gz"
 DATASET = "bench"

@@ -17,9 +17,9 @@ import warnings
 from collections import Counter, defaultdict
 
 import polars as pl
+from mliap_tui.paths import ELEMENTAL_REFS, SAMPLE_MATERIALS, SHARED_DATA_DIR
 from pymatgen.io.cif import CifParser
 
-from mliap_tui.paths import ELEMENTAL_REFS, SAMPLE_MATERIALS, SHARED_DATA_DIR
 from mliap_tui.symmetry import analyze_structure
 
 SOURCES = {

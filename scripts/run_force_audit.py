@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from mliap_tui.analysis import eos
     from mliap_tui.analysis.force_audit import force_audit
-    from mliap_tui.cli import render
     from mliap_tui.cache import Cache
+    from mliap_tui.cli import render
     from mliap_tui.data.importer import import_dataset
     from mliap_tui.engine.runner import run_evaluation
 

@@ -7,7 +7,7 @@
   ``mliap_tui.thermo.rebuild_total_energies`` (MP2020, origin 'rebuilt'), MP2020 correction
   from ``mliap_tui.thermo.mp2020_correction_per_atom``,
 and REAL predictions: CHGNet 0.3.0 on all of them, CHGNet 0.2.0 on the first 30 (so coverage is
-partial). One extra material is a real crystal with its cell scaled to 100x the volume: both
+partial), each row with the fingerprint of the bundled weights that made it. One extra material is a real crystal with its cell scaled to 100x the volume: both
 CHGNet versions reject it (isolated atoms) and the genuine error message is stored as a failed
 row, so failure handling is exercised with real failures. Its DFT columns are null (it is not a
 Materials Project entry).
@@ -32,7 +32,7 @@ from support import FIXTURES
 
 from mliap_tui.cache import Cache
 
-FIXTURE_VERSION = 3
+FIXTURE_VERSION = 4  # 4: rows record the weights they were made with (cache schema 2)
 DATASET = "t"
 CSV = FIXTURES / "mp20_tui_40.csv.gz"
 N_MATERIALS = 40
@@ -71,6 +71,8 @@ def build_cache(root: Path) -> Cache:
     from chgnet.model import CHGNet
 
     from mliap_tui.data.structures import structure_columns
+    from mliap_tui.models.identity import resolve_identity
+    from mliap_tui.models.registry import get_spec
     from mliap_tui.symmetry import analyze_structure
     from mliap_tui.thermo import (
         infer_mp_run_type,
@@ -121,6 +123,7 @@ def build_cache(root: Path) -> Cache:
     structures = [(r["material_id"], s) for r, s, _ in picked] + [(expanded_id, expanded)]
     for model_id, weights, subset in (("chgnet-0.3.0", "0.3.0", structures), ("chgnet-0.2.0", "0.2.0", structures[:N_CHGNET_020] + structures[-1:])):
         model = CHGNet.load(model_name=weights, use_device="cpu", verbose=False)
+        identity = resolve_identity(get_spec(model_id))  # the bundled weights CHGNet.load just read
         preds = []
         for start in range(0, len(subset), 16):
             batch = subset[start : start + 16]
@@ -143,6 +146,7 @@ def build_cache(root: Path) -> Cache:
                         "status": "ok" if err is None else "failed", "error": err, "n_sites": len(s),
                         "e_per_atom_pred_native": e, "e_per_atom_pred_mp2020": e,  # CHGNet: MP2020 convention
                         "device": "cpu", "dtype": "float32", "wall_s": wall,
+                        "weights_fingerprint": identity.fingerprint, "package_version": identity.package_version,
                         "run_id": f"test-fixture-v{FIXTURE_VERSION}", "created_unix_s": time.time(),
                     }
                 )

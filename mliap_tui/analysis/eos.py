@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from mliap_tui.cache import Cache, write_parquet_atomic
+from mliap_tui.cache.weights import label_weight_variants
 from mliap_tui.core.units import GPA_PER_EV_PER_ANG3, MEV_PER_EV
 
 #: Volume ratios V/V0 of the scan (±6 %, i.e. about ±2 % linear strain).
@@ -156,7 +157,7 @@ def load_eos_points(cache: Cache, dataset: str, models: Iterable[str] | None = N
         raise FileNotFoundError(f"{dataset!r} is not a strain-scan dataset (no {EOS_SCAN_FILE}); make it with make_eos_dataset")
     scan = pl.read_parquet(path)
     preds = (
-        cache.scan_predictions(dataset, list(models) if models is not None else None, "static")
+        label_weight_variants(cache.scan_predictions(dataset, list(models) if models is not None else None, "static"))
         .filter(pl.col("status") == "ok")
         .select("material_id", "model", "e_per_atom_pred_native")
         .collect()

@@ -10,6 +10,8 @@ Conventions
   chemical system from the entries of this dataset, once with predicted and once with DFT
   energies, so the two compare like with like even when the dataset is not a complete set.
 - Signed errors ``d_*`` are prediction minus DFT: underprediction is negative.
+- ``model`` is the model id, or ``<id>~<fingerprint[:7]>`` when rows of several weights share an id
+  (``cache.weights.label_weight_variants``); ``model_id`` and ``weights_fingerprint`` say which.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import polars as pl
 
 from mliap_tui.cache import Cache
+from mliap_tui.cache.weights import label_weight_variants
 
 MATERIAL_COLUMNS = [
     "material_id", "formula", "elements", "chemsys", "n_sites", "spacegroup_number", "spacegroup_symbol",
@@ -28,9 +31,9 @@ MATERIAL_COLUMNS = [
 
 def join_predictions(materials: pl.LazyFrame, predictions: pl.LazyFrame) -> pl.LazyFrame:
     """Materials x predictions with the derived predicted quantities and signed errors (lazy)."""
-    pred = predictions.select(
+    pred = label_weight_variants(predictions).select(
         "material_id", "model", "mode", "status", "error", "e_per_atom_pred_native", "e_per_atom_pred_mp2020",
-        "relaxed_spacegroup_number", "relaxed_total_dof",
+        "relaxed_spacegroup_number", "relaxed_total_dof", "model_id", "weights_fingerprint", "trust_override",
     )
     mats = materials.select([c for c in MATERIAL_COLUMNS])
     d_e = pl.col("e_per_atom_pred_mp2020") - pl.col("e_per_atom_dft_mp2020")

@@ -50,6 +50,7 @@ WIDE_ROW_COLUMNS = ("status", "error")
 TIDY_COLUMNS = [
     *MATERIAL_COLUMNS,
     "model", "mode", "status", "error", "e_per_atom_pred_native", "e_per_atom_pred_mp2020",
+    "model_id", "weights_fingerprint", "trust_override",
     "e_form_per_atom_pred", "e_above_hull_pred_fixed", "d_e_per_atom", "d_e_form_per_atom", "d_e_above_hull",
     "e_above_hull_dft_rebuilt", "e_above_hull_pred_rebuilt", "d_e_above_hull_rebuilt",
     "relaxed_spacegroup_number", "relaxed_total_dof",

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from mliap_tui.cache import Cache
+from mliap_tui.cache.weights import label_weight_variants
 
 #: Structures whose DFT forces are all below this (eV/Å) have no slope (nothing to fit).
 MIN_FORCE_SCALE_EV_PER_ANG = 1e-6
@@ -98,7 +99,7 @@ def load_force_pairs(cache: Cache, dataset: str, models: Iterable[str] | None = 
         .collect()
     )
     preds = (
-        cache.scan_predictions(dataset, list(models) if models is not None else None, mode)
+        label_weight_variants(cache.scan_predictions(dataset, list(models) if models is not None else None, mode))
         .filter((pl.col("status") == "ok") & pl.col("forces_pred_ev_per_ang").is_not_null())
         .select("material_id", "model", "forces_pred_ev_per_ang")
         .collect()

@@ -14,6 +14,7 @@ import polars as pl
 from mliap_tui.analysis.aggregate import near_hull as near_hull_rows
 from mliap_tui.analysis.aggregate import per_group, per_model
 from mliap_tui.analysis.errors import error_table
+from mliap_tui.analysis.weights import WeightsNote, weights_notes
 from mliap_tui.cache import Cache
 
 SAME_ERROR_NOTE = (
@@ -63,12 +64,13 @@ def dataset_holds(cache: Cache, dataset: str) -> DatasetHolds:
 def not_compared(models: Iterable[str]) -> dict[str, str]:
     """Models whose predictions are not compared with the DFT energies, and why (registry models
     on another energy convention, e.g. r2SCAN)."""
+    from mliap_tui.cache.weights import VARIANT_SEP
     from mliap_tui.core.vocab import EnergyConvention
     from mliap_tui.models.registry import REGISTRY
 
     out = {}
     for m in models:
-        spec = REGISTRY.get(m)
+        spec = REGISTRY.get(m.split(VARIANT_SEP)[0])  # a model~fingerprint label is still that model
         reason = EnergyConvention(spec.energy_convention).not_compared_because if spec is not None else None
         if reason:
             out[m] = reason
@@ -120,6 +122,7 @@ class Summary:
     empty_reason: str | None = None
     notes: list[str] = field(default_factory=list)  # models left out of the statistics, and why
     weighting: str = "crystal"  # by element: each crystal counts once, or by the element's fraction
+    weights: list[WeightsNote] = field(default_factory=list)  # what model~fingerprint labels stand for
 
 
 def summarize(
@@ -163,6 +166,7 @@ def summarize(
                 {"e_above_hull": per_model(near, "e_above_hull")},
             ))
     out.failures = failure_reasons(table)
+    out.weights = weights_notes(cache, table)
     for model, reason in not_compared(table["model"].unique().to_list()).items():
         out.notes.append(f"{model}: {reason} (its {table.filter(pl.col('model') == model).height:,} predictions are "
                          "cached, not in these tables)")

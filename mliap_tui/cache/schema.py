@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import polars as pl
 
-SCHEMA_VERSION = 1
+#: 2: prediction rows record the weights they were made with (``weights_fingerprint``,
+#: ``package_version``, ``trust_override``). Rows written by version 1 read with these null: their
+#: weights are unknown, so they are kept and shown apart, never counted as the current weights'.
+SCHEMA_VERSION = 2
 
 #: Column -> (dtype, description with unit). The single source of truth for the materials table.
 MATERIALS_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
@@ -51,10 +54,21 @@ MATERIALS_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "polar_dof": (pl.Int16, "floating-origin directions of a polar group (subtract to remove them)"),
 }
 
-#: Column -> (dtype, description). One row per (material, model, mode) evaluation.
+#: Column -> (dtype, description). One row per (material, model, weights, mode) evaluation.
 PREDICTION_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "material_id": (pl.Utf8, "material this prediction is for"),
-    "model": (pl.Utf8, "model id from the registry, e.g. chgnet-0.3.0"),
+    "model": (pl.Utf8, "model id from the registry, e.g. chgnet-0.3.0 (or a plug-in's id)"),
+    "weights_fingerprint": (
+        pl.Utf8,
+        "sha256 of the weights the row was made with (content of the checkpoint file(s)); null in "
+        "rows written before schema 2 (weights unrecorded)",
+    ),
+    "package_version": (pl.Utf8, "version of the model family's package that made the row, e.g. chgnet 0.4.2"),
+    "trust_override": (
+        pl.Boolean,
+        "true when the model failed (or could not take) the load-time canary check and ran anyway "
+        "because of --trust-model",
+    ),
     "mode": (pl.Utf8, "'static' (single point on the DFT structure) or 'relax'"),
     "status": (pl.Utf8, "'ok' or 'failed'"),
     "error": (pl.Utf8, "failure reason when status == 'failed'"),
@@ -77,6 +91,8 @@ PREDICTION_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
 
 MATERIALS_SCHEMA = pl.Schema({name: dtype for name, (dtype, _) in MATERIALS_COLUMNS.items()})
 PREDICTIONS_SCHEMA = pl.Schema({name: dtype for name, (dtype, _) in PREDICTION_COLUMNS.items()})
-PREDICTION_KEY = ("material_id", "model", "mode")
+#: What makes two rows the same evaluation: the newest row per key wins. Rows made with other
+#: weights (another fingerprint) under the same model id are another evaluation, kept beside it.
+PREDICTION_KEY = ("material_id", "model", "weights_fingerprint", "mode")
 
 __all__ = ["MATERIALS_COLUMNS", "MATERIALS_SCHEMA", "PREDICTIONS_SCHEMA", "PREDICTION_COLUMNS", "PREDICTION_KEY", "SCHEMA_VERSION"]

@@ -207,10 +207,11 @@ class Cache:
     def scan_predictions(
         self, dataset: str, models: Iterable[str] | None = None, mode: str | None = None
     ) -> pl.LazyFrame:
-        """All committed predictions, one row per (material, model, mode): the newest wins.
+        """All committed predictions, one row per (material, model, weights, mode): the newest wins.
 
         A failed row is superseded by a later ok row for the same key, so re-running after a
-        fix replaces failures without duplicates.
+        fix replaces failures without duplicates. Rows made with other weights under the same
+        model id (``weights_fingerprint``) are kept beside each other, never merged.
         """
         files = []
         for model in models if models is not None else [None]:
@@ -246,9 +247,16 @@ class Cache:
                     notes.append(quarantine(self.root, path, dataset, model, mode, error))
         return n, notes
 
-    def done_keys(self, dataset: str, model: str, mode: str, include_failed: bool = False) -> set[str]:
-        """material_ids already evaluated by ``model`` in ``mode`` (ok ones; failed too if asked)."""
+    def done_keys(self, dataset: str, model: str, mode: str, include_failed: bool = False,
+                  weights_fingerprint: str | None = None) -> set[str]:
+        """material_ids already evaluated by ``model`` in ``mode`` (ok ones; failed too if asked).
+
+        With ``weights_fingerprint``, only rows made with those weights count (what the engine
+        asks); without it, rows of any weights do.
+        """
         lf = self.scan_predictions(dataset, [model], mode)
+        if weights_fingerprint is not None:
+            lf = lf.filter(pl.col("weights_fingerprint") == weights_fingerprint)
         if not include_failed:
             lf = lf.filter(pl.col("status") == "ok")
         return set(lf.select("material_id").collect()["material_id"].to_list())

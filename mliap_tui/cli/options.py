@@ -96,22 +96,47 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def model_ids(value: str | None, *, required: bool = True) -> list[str]:
-    """Model ids from ``--models``, each checked against the registry (UserError with close matches)."""
+def split_models(value: str | None) -> list[str]:
+    """``--models`` items: split on commas outside braces, so ``ase:m:f:{"a":1,"b":2}`` stays whole."""
+    if not value:
+        return []
+    items, depth, current = [], 0, []
+    for ch in value:
+        if ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth = max(0, depth - 1)
+        if ch == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    items.append("".join(current))
+    return list(dict.fromkeys(v.strip() for v in items if v.strip()))
+
+
+def model_ids(value: str | None, *, required: bool = True, extra: Sequence[str] = ()) -> list[str]:
+    """Models from ``--models`` (and repeated ``--model`` items in ``extra``): registry ids, plug-in
+    ids or ``ase:`` references, each checked (UserError naming the known ids)."""
     import difflib
 
+    from mliap_tui.models.plugins import plugin_ids
     from mliap_tui.models.registry import REGISTRY, get_spec
 
-    ids = split_list(value)
+    ids = list(dict.fromkeys([*split_models(value), *(e.strip() for e in extra if e.strip())]))
     if required and not ids:
         raise UserError("no model given: pass --models ID[,ID...] (mliap-tui models lists them)")
     for m in ids:
         try:
             get_spec(m)
-        except KeyError:
-            close = difflib.get_close_matches(m, list(REGISTRY), n=3, cutoff=0.4)
+        except KeyError as exc:
+            message = str(exc.args[0]) if exc.args else str(exc)
+            if not message.startswith("unknown model"):  # a plug-in or ase: reference that did not load
+                raise UserError(message) from None
+            close = difflib.get_close_matches(m, [*REGISTRY, *plugin_ids()], n=3, cutoff=0.4)
             hint = f": did you mean {' or '.join(close)}?" if close else ""
-            raise UserError(f"unknown model {m!r}{hint} (mliap-tui models lists every model)") from None
+            raise UserError(f"unknown model {m!r}{hint} (mliap-tui models lists every model; an ASE "
+                            "calculator is ase:package.module:factory)") from None
     return ids
 
 
@@ -174,4 +199,5 @@ __all__: Sequence[str] = [
     "parse_pairs",
     "positive_int",
     "split_list",
+    "split_models",
 ]

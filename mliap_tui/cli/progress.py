@@ -115,11 +115,13 @@ class RichProgress:
                 self.console.print(f"[dim]{escape(ev.model)}: committed {ev.rows} rows ({ev.failed} failed) -> {escape(ev.path)}[/]")
         elif isinstance(ev, Log):
             style = {"warning": "yellow", "error": "red"}.get(ev.level, "dim")
-            self.console.print(f"[{style}]{escape(ev.model)}: {escape(ev.message)}[/]")
+            said = ev.message if ev.message.startswith(ev.model) else f"{ev.model}: {ev.message}"
+            self.console.print(f"[{style}]{escape(said)}[/]")
         elif isinstance(ev, WorkerError):
             task = self._task(ev.model)
             self.bar.update(task, status="[red]error[/]")
-            self.console.print(f"[red]{escape(ev.model)}: {escape(ev.message)}[/]")
+            said = ev.message if ev.message.startswith(ev.model) else f"{ev.model}: {ev.message}"
+            self.console.print(f"[red]{escape(said)}[/]")
         elif isinstance(ev, WorkerFinished):
             task = self._task(ev.model)
             state = "[yellow]cancelled[/]" if ev.cancelled else "[green]done[/]"

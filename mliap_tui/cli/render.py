@@ -25,7 +25,6 @@ from mliap_tui.core.vocab import (
     GROUPINGS,
     METRIC_LABEL,
     METRIC_SHORT_LABEL,
-    EnergyConvention,
 )
 from mliap_tui.data.importer import binned_histogram
 
@@ -187,35 +186,83 @@ CONVENTION_NOTE = (
 )
 
 
-def models_table(rows: list[dict]) -> Group:
-    """The registry (``models.listing.models_rows``), then what to do for each model not ready here."""
-    table = Table(title="model registry", caption="ready = package installed and weights on this machine")
+def models_table(rows: list[dict], seen: list[dict] | None = None, problems: list[str] | None = None) -> Group:
+    """The registry and plug-ins (``models.listing.models_rows``), how each was verified here, what
+    to do for each model not ready, and the weights the cache has seen."""
+    from mliap_tui.models.identity import short_source
+
+    table = Table(title="models", caption="ready = package installed and weights on this machine; "
+                  "verified: see below", caption_justify="left")
     table.add_column("model", no_wrap=True)
-    table.add_column("family", no_wrap=True)
     table.add_column("energy", no_wrap=True)
-    table.add_column("elements", justify="right", no_wrap=True)
+    table.add_column("elem", justify="right", no_wrap=True)
     table.add_column("ready", no_wrap=True)
+    table.add_column("verified here", no_wrap=True)
     for row in rows:
         conv = row["energy_convention"]
         table.add_row(
-            row["id"],
-            row["family"],
-            EnergyConvention(conv).label if conv in EnergyConvention._value2member_map_ else conv,
+            escape(row["id"]) + (" [dim](plug-in)[/]" if row.get("plugin") else ""),
+            _CONVENTION_SHORT.get(conv, conv),
             "any" if row["n_elements"] is None else str(row["n_elements"]),
             "[green]yes[/green]" if row["ready"] else "[red]no[/red]",
+            _verified_cell(row),
         )
-    notes = [f"[bold]{row['id']}[/bold]: {escape(row['message'])}" for row in rows if not row["ready"]]
-    parts: list = [table, f"[dim]{CONVENTION_NOTE}[/dim]"]
+    notes = [f"[bold]{escape(row['id'])}[/bold]: {escape(row['message'])}" for row in rows if not row["ready"]]
+    parts: list = [table, f"[dim]{CONVENTION_NOTE}[/dim]", f"[dim]{VERIFIED_NOTE}[/dim]"]
     if notes:
         parts += ["", "[bold]not ready here, and what to do:[/bold]", *notes]
+    if seen:
+        parts += ["", "[bold]weights in this cache[/bold] (rows of other weights under one id are kept apart):"]
+        for w in seen:
+            mae = w.get("canary_mae_ev_per_atom")
+            verdict = w.get("canary_verdict") or "no canary"
+            canary = f"{verdict} {1000 * mae:.0f} meV/atom" if mae is not None and mae != float("inf") else verdict
+            trusted = ", run with --trust-model" if w.get("trusted_by_user") else ""
+            parts.append(f"  {escape(w['model'])}~{(w['weights_fingerprint'] or '')[:7]}  {escape(canary)}{trusted}  "
+                         f"[dim]{escape(short_source(w.get('source', '')))} ({escape(w.get('package_version') or '?')})[/]")
+    if problems:
+        parts += ["", "[bold red]plug-ins that failed to load:[/]", *(escape(p) for p in problems)]
     return Group(*parts)
+
+
+_CONVENTION_SHORT = {"mp2020": "MP2020", "raw_pbe": "raw PBE", "r2scan": "r2SCAN"}
+VERIFIED_NOTE = (
+    "verified here: real N = the published weights passed the canary check on this machine (MAE N "
+    "meV/atom on 12 MP crystals, limit 150); refused = they failed it; structural = only the adapter is "
+    "checked, against the family's own calculator (tests; MACE/matgl/ORB on small models built in CI); "
+    "none = not checked yet. r2SCAN models are not judged by the canary."
+)
+
+
+def _verified_cell(row: dict) -> str:
+    verified, mae = row.get("verified"), row.get("canary_mae_ev_per_atom")
+    if verified == "real weights":
+        return f"[green]real {1000 * mae:.0f}[/]" if mae is not None else "[green]real[/]"
+    if verified == "refused":
+        return "[red]refused[/]"
+    return {"structural": "structural", "none": "[dim]none[/]"}.get(verified or "", verified or "")
 
 
 # ---- run -------------------------------------------------------------------------------------------------
 
 
+def short_error(message: str, model: str = "", limit: int = 90) -> str:
+    """The first clause of a worker error (the full text was printed when it happened)."""
+    text = message.split("; ", 1)[0]
+    for prefix in (f"{model}: ", f"{model} "):
+        if model and text.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: the status cell of a model whose worker stopped, by WorkerErrorKind
+_ERROR_STATUS = {"model_refused": "refused", "model_unavailable": "unavailable", "bad_job": "bad job",
+                 "systematic_failure": "stopped", "crashed": "crashed"}
+
+
 def run_summary(summary: Any) -> Table:
-    """A RunSummary as a rich table that fits 80 columns."""
+    """A RunSummary as a rich table that fits 80 columns (the errors were printed as they came)."""
     title = f"run {summary.run_id} on {summary.dataset} ({summary.mode}, {summary.device})"
     if summary.cancelled:
         title += " [yellow]cancelled: run again to resume[/]"
@@ -223,12 +270,16 @@ def run_summary(summary: Any) -> Table:
     table.add_column("model", no_wrap=True)
     for col in ("cached", "new ok", "failed", "struct/s", "time"):
         table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("status", overflow="fold")
+    table.add_column("status", no_wrap=True)
     for m in summary.models:
         # the error itself was printed once above the table (one line per model)
-        status = "[red]error[/]" if m.error else ("[yellow]cancelled[/]" if m.cancelled else "[green]ok[/]")
+        if m.error:
+            status = f"[red]{_ERROR_STATUS.get(getattr(m, 'error_kind', None) or '', 'error')}[/]"
+        else:
+            status = "[yellow]cancelled[/]" if m.cancelled else "[green]ok[/]"
+        weights = getattr(m, "weights_fingerprint", None)
         table.add_row(
-            m.model,
+            escape(m.model) + (f"\n[dim]weights {weights[:7]}[/]" if weights else ""),
             f"{m.already_done:,}",
             f"{m.ok:,}",
             f"[red]{m.failed:,}[/]" if m.failed else "0",
@@ -273,7 +324,7 @@ def stats_block(block: Any) -> Table:
     labels = {**METRIC_SHORT_LABEL, "e_per_atom": SAME_ERROR_LABEL}
     for metric in block.metrics:
         for row in block.stats[metric].iter_rows(named=True):
-            out.add_row(row["model"], labels[metric], *_stat_cells(row))
+            out.add_row(model_cell(row["model"]), labels[metric], *_stat_cells(row))
         out.add_section()
     return out
 
@@ -286,7 +337,7 @@ def failures_table(failures: list[tuple[str, int, list[tuple[str, int]]]]) -> Ta
     out.add_column("failed", justify="right")
     out.add_column("most common reasons", overflow="fold")
     for model, n, reasons in failures:
-        out.add_row(model, str(n), "; ".join(f"{escape(r)} (x{k})" for r, k in reasons))
+        out.add_row(model_cell(model), str(n), "; ".join(f"{escape(r)} (x{k})" for r, k in reasons))
     return out
 
 
@@ -304,9 +355,25 @@ def group_table(grouped: pl.DataFrame, metric: str, by: str, weighting: str = "c
     for row in grouped.iter_rows(named=True):
         if previous is not None and row["group"] != previous:
             out.add_section()
-        out.add_row(row["group"] if row["group"] != previous else "", row["model"], *_stat_cells(row))
+        out.add_row(row["group"] if row["group"] != previous else "", model_cell(row["model"]), *_stat_cells(row))
         previous = row["group"]
     return out
+
+
+def model_cell(label: str) -> str:
+    """A model label for a table cell: a weights variant (``id~fingerprint``) on two lines."""
+    from mliap_tui.cache.weights import VARIANT_SEP
+
+    base, sep, variant = label.partition(VARIANT_SEP)
+    return escape(base) + (f"\n[dim]{VARIANT_SEP}{escape(variant)}[/]" if sep else "")
+
+
+def weights_notes(notes: list) -> list[str]:
+    """What each ``model~fingerprint`` label stands for (``analysis.weights.WeightsNote``)."""
+    if not notes:
+        return []
+    return ["[bold]weights[/] (a model id run with other weights is shown per weights):",
+            *(f"  {escape(n.text())}" for n in notes)]
 
 
 def summary(s: Any) -> list:
@@ -315,6 +382,7 @@ def summary(s: Any) -> list:
         return [s.empty_reason]
     out: list = [stats_block(b) for b in s.blocks]
     out[1:1] = [f"[yellow]{escape(note)}[/yellow]" for note in s.notes]  # right under the main table
+    out += weights_notes(getattr(s, "weights", []))
     failures = failures_table(s.failures)
     if failures is not None:
         out.append(failures)

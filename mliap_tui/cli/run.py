@@ -11,6 +11,16 @@ RUN_EPILOG = options.examples(
     "mliap-tui run --data sample --models sevennet-0 --device cuda --limit 100",
     "mliap-tui run --data sample --models chgnet-0.3.0 --mode relax --limit 20",
     "mliap-tui run --data mp --models orb-v2 --python-for orb=/opt/orb-venv/bin/python",
+    "mliap-tui run --models chgnet-0.3.0 --checkpoint chgnet-0.3.0=my-finetune.pth.tar",
+    "mliap-tui run --data cualni --model ase:ase.calculators.emt:EMT",
+    "mliap-tui run --model 'chg=ase[mp2020]:chgnet.model.dynamics:CHGNetCalculator'",
+) + (
+    "\n\nmodels: registry ids (mliap-tui models), installed plug-ins (entry point group\n"
+    "mliap_tui.models), or an ASE calculator factory\n"
+    "  [NAME=]ase[CONV]:package.module:factory[:kwargs-json]\n"
+    "(CONV: mp2020, raw_pbe (default) or r2scan). Before evaluating, every model runs\n"
+    "the canary check on 12 real MP crystals: a model whose MAE exceeds 150 meV/atom\n"
+    "is refused unless --trust-model names it. See README, \"Models you can trust\"."
 )
 
 
@@ -26,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--data", default="sample", metavar="NAME|PATH",
                      help="dataset in the cache, 'sample', or a file/folder to import first (default: sample)")
-    options.add_models(run)
+    run.add_argument("--models", default=None, metavar="IDS",
+                     help=f"models, comma-separated: registry ids, plug-in ids or ase: references "
+                          f"(default: {options.DEFAULT_MODELS} unless --model is given)")
+    run.add_argument("--model", action="append", default=[], metavar="REF",
+                     help="one more model (repeatable); the way to pass an ase: reference whose kwargs hold commas")
     options.add_device(run)
     options.add_mode(run, "static single points on the DFT structures (default) or FIRE relaxations")
     run.add_argument("--limit", type=options.positive_int, help="evaluate at most N materials per model")
@@ -34,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--retry-failed", action="store_true", help="re-evaluate rows that failed before")
     run.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
                      help="local weights file (or folder) for a model; repeat for several models")
+    run.add_argument("--trust-model", default=None, metavar="IDS",
+                     help="run these models (comma-separated ids, or 'all') even if they fail the load-time canary "
+                          "check; their rows record trust_override")
     run.add_argument("--python-for", action="append", default=[], metavar="FAMILY=PYTHON",
                      help="run a model family's worker with another interpreter (its own venv), e.g. orb=/opt/orb/bin/python")
     options.add_cache(run)
@@ -46,7 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mliap_tui.engine.runner import run_evaluation
 
     cache = options.cache_of(args)
-    model_ids = options.model_ids(args.models)
+    models_arg = args.models if args.models is not None or args.model else options.DEFAULT_MODELS
+    model_ids = options.model_ids(models_arg, extra=args.model)
+    trust = _trust(args.trust_model, model_ids)
     python_for = options.parse_pairs(args.python_for, "--python-for")
     checkpoints = options.parse_pairs(args.checkpoint, "--checkpoint")
     options.refuse_unavailable(model_ids, python_for)
@@ -72,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             on_event=show,
             retry_failed=args.retry_failed,
             checkpoints=checkpoints,
+            trust_models=trust,
         )
     console.print(render.run_summary(summary))
     if summary.cancelled:  # Ctrl-C (or SIGTERM): the runner cancelled, the workers committed and exited
@@ -84,3 +104,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         console.print(f"[dim]next: {dataset_holds(cache, dataset).next_step(dataset, args.forces)}[/dim]")
     return 0 if summary.ok else 1
+
+
+def _trust(value: str | None, model_refs: list[str]) -> bool | list[str]:
+    """``--trust-model``: 'all' or model ids among the run's models (UserError otherwise)."""
+    from mliap_tui.models.registry import get_spec
+
+    if not value:
+        return []
+    if value.strip().lower() == "all":
+        return True
+    ids = {get_spec(ref).id for ref in model_refs}
+    wanted = options.split_list(value)
+    unknown = [m for m in wanted if m not in ids]
+    if unknown:
+        raise options.UserError(f"--trust-model {', '.join(unknown)}: not among this run's models ({', '.join(sorted(ids))})")
+    return wanted

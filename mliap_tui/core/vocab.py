@@ -128,10 +128,28 @@ class WorkerErrorKind(StrEnum):
     CRASHED = "crashed"
     EXCEPTION = "exception"
     WRITE_FAILED = "write_failed"
+    MODEL_REFUSED = "model_refused"  # the load-time checks refused the weights (canary, old matgl save)
 
     @property
     def label(self) -> str:
         return self.value.replace("_", " ")
+
+
+class CanaryVerdict(StrEnum):
+    """Outcome of the load-time canary check of a model's weights (``mliap_tui.models.canary``)."""
+
+    PASSED = "passed"  # MAE on the canary crystals within the limit
+    FAILED = "failed"  # far beyond any published uMLIP: refused unless --trust-model
+    UNCHECKED = "unchecked"  # cannot be judged here (r2SCAN energies, too few crystals covered)
+
+
+class Verification(StrEnum):
+    """How a model family's numbers are known to be right on this machine (``mliap-tui models``)."""
+
+    REAL_WEIGHTS = "real weights"  # the published weights passed the canary here
+    STRUCTURAL = "structural"  # adapter checked against the family's ASE calculator on a small built model
+    REFUSED = "refused"  # these weights failed the canary here
+    NONE = "none"  # not checked yet
 
 
 class EnergyConvention(StrEnum):

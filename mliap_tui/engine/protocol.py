@@ -80,6 +80,13 @@ class WorkerJob:
     device_label: str | None = None
     dtype: str = "float32"
     checkpoint: str | None = None
+    #: an ``ase:`` reference (``mliap_tui.models.plugins``) when ``model`` names such a model
+    model_ref: str | None = None
+    #: the weights fingerprint the runner planned with (None: unknown before loading; the worker
+    #: then skips materials already done with the weights it loaded)
+    weights_fingerprint: str | None = None
+    #: run even if the load-time canary check fails (rows record ``trust_override``)
+    trust_model: bool = False
     forces: bool = False
     stress: bool = False
     #: atoms per batch (static mode); None = the model spec's default (1/16 of it on CPU)
@@ -210,8 +217,11 @@ class WorkerStarted(Event):
     total: int = 0  # structures in this job
     atoms_total: int = 0
     batch_atoms: int = 0
-    load_s: float = 0.0  # seconds spent loading the model
+    load_s: float = 0.0  # seconds spent loading the model (and its canary check)
     torch_threads: int | None = None
+    weights_fingerprint: str | None = None  # sha256 of the weights loaded (rows carry it)
+    canary: str = ""  # the canary verdict, one line (e.g. "passed: MAE 26 meV/atom on 12 MP crystals")
+    trust_override: bool = False  # failed the canary, runs because of trust_model
 
 
 @_register
@@ -294,7 +304,7 @@ class WorkerError(Event):
     """Worker or runner: a fatal error; the worker stops (non-zero exit). One line."""
 
     event: ClassVar[str] = "error"
-    kind: str = ""  # model_unavailable | bad_job | systematic_failure | crashed | exception | write_failed (vocab.WorkerErrorKind)
+    kind: str = ""  # vocab.WorkerErrorKind: model_unavailable | model_refused | bad_job | systematic_failure | crashed | exception | write_failed
     message: str = ""
 
 

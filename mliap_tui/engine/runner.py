@@ -89,6 +89,8 @@ class ModelRunSummary:
     error: str | None = None
     cancelled: bool = False
     last_failures: list[list[str]] = field(default_factory=list)
+    weights_fingerprint: str | None = None  # the weights the rows are made with (None: unknown before loading)
+    error_kind: str | None = None  # WorkerErrorKind of ``error`` (model_refused, model_unavailable, ...)
 
     @property
     def complete(self) -> bool:
@@ -355,6 +357,7 @@ class EvaluationRun:
         retry_failed: bool = False,
         material_ids: Sequence[str] | None = None,
         checkpoints: dict[str, str] | None = None,
+        trust_models: bool | Sequence[str] = (),
         batch_atoms: int | None = None,
         chunk_rows: int = 200,
         chunk_seconds: float = 15.0,
@@ -372,7 +375,10 @@ class EvaluationRun:
             raise ValueError("no model given: pass at least one model id (mliap-tui models lists them)")
         from mliap_tui.models.registry import get_spec
 
-        self.specs = {m: get_spec(m) for m in dict.fromkeys(model_ids)}  # KeyError names the known ids
+        self.specs = {}  # model id -> spec; an ase: reference is stored under its model id
+        for ref in dict.fromkeys(model_ids):
+            spec = get_spec(ref)  # KeyError names the known ids
+            self.specs.setdefault(spec.id, spec)
         self.cache, self.dataset, self.mode = cache, dataset, mode
         self.model_ids = list(self.specs)
         self.device, self.dtype, self.limit = device, dtype, limit
@@ -382,6 +388,10 @@ class EvaluationRun:
         self.retry_failed = retry_failed
         self.material_ids = list(material_ids) if material_ids is not None else None
         self.checkpoints = dict(checkpoints or {})
+        #: models that run even if they fail the canary check (True: every model)
+        self.trust_models = trust_models
+        self._identities: dict[str, Any] = {}
+        self._planned_without_weights: set[str] = set()  # weights not on disk when planned
         self.batch_atoms, self.chunk_rows, self.chunk_seconds = batch_atoms, chunk_rows, chunk_seconds
         self.torch_threads = torch_threads
         self.relax_fmax, self.relax_max_steps = relax_fmax, relax_max_steps
@@ -422,14 +432,37 @@ class EvaluationRun:
             df = df.head(max(0, int(self.limit)))
         return df
 
+    def weights_fingerprint(self, model: str) -> str | None:
+        """The fingerprint of the weights ``model`` will run with (None: not on disk before loading)."""
+        if model not in self._identities:
+            from mliap_tui.models.identity import resolve_identity
+
+            try:
+                self._identities[model] = resolve_identity(self.specs[model], self._checkpoint(model)).fingerprint
+            except OSError:  # a missing checkpoint: the worker says so
+                self._identities[model] = None
+        return self._identities[model]
+
+    def _checkpoint(self, model: str) -> str | None:
+        path = self.checkpoints.get(model)
+        return os.path.abspath(os.path.expanduser(path)) if path else None
+
+    def trusted(self, model: str) -> bool:
+        return self.trust_models is True or (not isinstance(self.trust_models, bool) and model in self.trust_models)
+
     def _plan_model(self, model: str, ids: list[str]) -> tuple[ModelRunSummary, list[str]]:
-        ok = self.cache.done_keys(self.dataset, model, self.mode, include_failed=False)
-        any_row = self.cache.done_keys(self.dataset, model, self.mode, include_failed=True)
+        fingerprint = self.weights_fingerprint(model)
+        if fingerprint is None:  # unknown until loaded: the worker skips what these weights did
+            ok = any_row = set()
+        else:
+            ok = self.cache.done_keys(self.dataset, model, self.mode, include_failed=False, weights_fingerprint=fingerprint)
+            any_row = self.cache.done_keys(self.dataset, model, self.mode, include_failed=True, weights_fingerprint=fingerprint)
         done = ok if self.retry_failed else any_row
         todo = [m for m in ids if m not in done]
         failed = sum(1 for m in ids if m in any_row and m not in ok)
         summary = ModelRunSummary(model=model, mode=self.mode, total=len(ids), already_done=len(ids) - len(todo),
-                                  cached_failed=0 if self.retry_failed else failed, todo=len(todo))
+                                  cached_failed=0 if self.retry_failed else failed, todo=len(todo),
+                                  weights_fingerprint=fingerprint)
         return summary, todo
 
     def plan(self) -> list[ModelRunSummary]:
@@ -457,10 +490,13 @@ class EvaluationRun:
         for model in self.model_ids:
             ms, todos[model] = self._plan_model(model, ids)
             ms.device = label
+            if ms.weights_fingerprint is None:
+                self._planned_without_weights.add(model)
             summary.models.append(ms)
         self._emit(RunPlanned(run_id=self.run_id, dataset=self.dataset, device=label, mode=self.mode,
                               models=[{"model": m.model, "total": m.total, "done": m.already_done,
-                                       "failed": m.cached_failed, "todo": m.todo} for m in summary.models]))
+                                       "failed": m.cached_failed, "todo": m.todo,
+                                       "weights": m.weights_fingerprint} for m in summary.models]))
         try:
             for ms in summary.models:
                 if self._cancel.is_set():
@@ -470,7 +506,7 @@ class EvaluationRun:
                     if ms.total == 0:
                         reason = f"no materials in dataset {self.dataset!r} for this selection"
                     else:
-                        reason = f"all {ms.total} materials already in the cache"
+                        reason = f"all {ms.total} materials already in the cache for these weights ({(ms.weights_fingerprint or '')[:7]})"
                         if ms.cached_failed:
                             reason += f" ({ms.cached_failed} failed: --retry-failed retries them)"
                     self._emit(ModelSkipped(model=ms.model, mode=self.mode, reason=reason))
@@ -494,7 +530,10 @@ class EvaluationRun:
             device="cpu" if gpu is None else "cuda",
             device_label=None if gpu is None else f"cuda:{gpu}",
             dtype=self.dtype,
-            checkpoint=os.path.abspath(os.path.expanduser(self.checkpoints[model])) if self.checkpoints.get(model) else None,
+            checkpoint=self._checkpoint(model),
+            model_ref=self.specs[model].options.get("ref"),
+            weights_fingerprint=self.weights_fingerprint(model),
+            trust_model=self.trusted(model),
             forces=self.forces,
             stress=self.stress,
             batch_atoms=self.batch_atoms,
@@ -523,6 +562,7 @@ class EvaluationRun:
         python = self.python_for_model(ms.model)
         if python != sys.executable and not os.path.exists(python):
             ms.error = f"Python interpreter for {ms.model} not found: {python} (check --python-for)"
+            ms.error_kind = "bad_job"
             self._emit(WorkerError(model=ms.model, mode=self.mode, kind="bad_job", message=ms.error))
             return
         shards = shard(todo, [sizes.get(m, 1) for m in todo], len(slots))
@@ -537,6 +577,7 @@ class EvaluationRun:
                     w = WorkerProcess(self._job(ms.model, ids, k, gpu), python, events, gpu=gpu)
                 except OSError as exc:
                     ms.error = f"could not start a worker with {python}: {exc}"
+                    ms.error_kind = "crashed"
                     self._emit(WorkerError(model=ms.model, mode=self.mode, kind="crashed", message=ms.error))
                     break
                 workers.append(w)
@@ -571,6 +612,7 @@ class EvaluationRun:
             msg = w.failure_message()
             if msg and not self._cancel.is_set() and ms.error is None:
                 ms.error = msg
+                ms.error_kind = w.error.kind if w.error is not None else "crashed"
                 if w.error is None:  # crashed without saying why: tell the listener
                     self._emit(WorkerError(model=ms.model, mode=self.mode, worker=w.job.worker, kind="crashed", message=msg))
         with self._lock:
@@ -596,6 +638,13 @@ class EvaluationRun:
             return
         if isinstance(ev, WorkerStarted):
             w.started = ev
+            unknown = ms.model in self._planned_without_weights
+            ms.weights_fingerprint = ms.weights_fingerprint or ev.weights_fingerprint
+            if unknown and all(x.started is not None for x in workers):
+                # planned without knowing the weights: the workers skipped what these weights did
+                todo = sum(x.started.total for x in workers if x.started is not None)
+                ms.already_done += max(0, ms.todo - todo)
+                ms.todo = todo
         elif isinstance(ev, WorkerFinished):
             w.finished = ev
         elif isinstance(ev, WorkerError):

@@ -36,7 +36,7 @@ import polars as pl
 from mliap_tui.cache import PREDICTIONS_SCHEMA, Cache, CacheWriteError
 from mliap_tui.core.host import usable_cores
 from mliap_tui.core.units import GPA_PER_EV_PER_ANG3
-from mliap_tui.core.vocab import EnergyConvention, Mode, Status, WorkerErrorKind
+from mliap_tui.core.vocab import Mode, Status, WorkerErrorKind
 from mliap_tui.engine import batching
 from mliap_tui.engine.batching import (
     EXCEPTION,
@@ -67,7 +67,8 @@ from mliap_tui.engine.protocol import (
     WorkerJob,
     WorkerStarted,
 )
-from mliap_tui.models.base import Prediction, RelaxedPrediction
+from mliap_tui.engine.weights import check_job_model, drop_rows_done, load_job_predictor
+from mliap_tui.models.base import Prediction, RelaxedPrediction, mp2020_energy
 
 #: materials columns a worker reads
 INPUT_COLUMNS = ["material_id", "n_sites", "lattice_ang", "species", "frac_coords", "mp2020_correction_per_atom"]
@@ -96,7 +97,9 @@ def load_rows(cache: Cache, job: WorkerJob) -> tuple[list[dict[str, Any]], list[
     cols = [c for c in INPUT_COLUMNS if c in lf.collect_schema().names()]
     lf = lf.select(cols)
     if job.material_ids is None:
-        done = cache.done_keys(job.dataset, job.model, job.mode, include_failed=not job.retry_failed)
+        # weights unknown before loading: nothing is dropped here (engine.weights.drop_rows_done does it)
+        done = set() if job.weights_fingerprint is None else cache.done_keys(
+            job.dataset, job.model, job.mode, include_failed=not job.retry_failed, weights_fingerprint=job.weights_fingerprint)
         df = lf.collect()
         if done:
             df = df.filter(~pl.col("material_id").is_in(list(done)))
@@ -140,19 +143,6 @@ def set_torch_threads(n: int | None, prefetch: bool = True) -> int | None:
 # --------------------------------------------------------------------------------------------
 # outputs
 # --------------------------------------------------------------------------------------------
-
-
-def mp2020_energy(native: float | None, convention: str, correction: float | None) -> float | None:
-    """The prediction on the MP2020-corrected scale (see docs/ENGINE_PROTOCOL.md, "Energies")."""
-    if native is None:
-        return None
-    if convention == EnergyConvention.MP2020:
-        return native
-    if convention == EnergyConvention.RAW_PBE:
-        if correction is None or not np.isfinite(correction):
-            return None
-        return native + float(correction)
-    return None  # r2scan (or unknown): not comparable with the MP2020 reference
 
 
 class ChunkWriter:
@@ -206,8 +196,10 @@ def rows_to_frame(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
 class RowMaker:
     """Turns outcomes into prediction rows (PREDICTION_COLUMNS) for one job."""
 
-    def __init__(self, job: WorkerJob, convention: str, device_label: str, run_id: str):
+    def __init__(self, job: WorkerJob, convention: str, device_label: str, run_id: str,
+                 weights: dict[str, Any] | None = None):
         self.job, self.convention, self.device_label, self.run_id = job, convention, device_label, run_id
+        self.weights = dict(weights or {})  # weights_fingerprint, package_version, trust_override
 
     def base(self, item: Item) -> dict[str, Any]:
         return {
@@ -218,6 +210,7 @@ class RowMaker:
             "device": self.device_label,
             "dtype": self.job.dtype,
             "run_id": self.run_id,
+            **self.weights,
         }
 
     def failed(self, item: Item, reason: str, wall_s: float = 0.0) -> dict[str, Any]:
@@ -305,9 +298,9 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
     if predictor is None:
         emit(Log(model=job.model, mode=job.mode, worker=job.worker, level="info",
                  message=f"loading {job.model} on {job.device_label or job.device} ({job.dtype}) for {len(rows)} structures"))
-        from mliap_tui.models.registry import load_predictor
-
-        predictor = load_predictor(job.model, device=job.device, dtype=job.dtype, checkpoint=job.checkpoint)
+        predictor = load_job_predictor(job)
+    check = check_job_model(cache, job, predictor, emit)  # weights identity + canary: raises ModelRefused
+    rows = drop_rows_done(cache, job, rows, check.identity.fingerprint, emit)
     load_s = time.monotonic() - t_load
     spec = predictor.spec
     device = str(getattr(predictor, "device", job.device))
@@ -319,13 +312,15 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
     atoms_total = sum(len(r["species"]) if r.get("species") is not None else 0 for r in rows)
     emit(WorkerStarted(model=job.model, mode=job.mode, worker=job.worker, run_id=run_id, pid=os.getpid(),
                        python=sys.executable, device=device_label, dtype=job.dtype, total=total,
-                       atoms_total=atoms_total, batch_atoms=batch_atoms, load_s=load_s, torch_threads=threads))
+                       atoms_total=atoms_total, batch_atoms=batch_atoms, load_s=load_s, torch_threads=threads,
+                       weights_fingerprint=check.identity.fingerprint, canary=check.canary.summary(),
+                       trust_override=check.trust_override))
 
     tracker = ProgressTracker(model=job.model, mode=job.mode, total=total, atoms_total=atoms_total,
                               device=device_label, worker=job.worker, window_s=job.rate_window_s,
                               interval_s=job.progress_interval_s, memory_device=device)
     writer = ChunkWriter(cache, job, emit)
-    maker = RowMaker(job, spec.energy_convention, device_label, run_id)
+    maker = RowMaker(job, spec.energy_convention, device_label, run_id, check.row_columns())
     streak = _Streak(job.max_consecutive_errors)
 
     def items() -> Iterator[Item]:
@@ -529,13 +524,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mliap_tui.models.base import ModelUnavailable
 
     def error(kind: WorkerErrorKind, message: str) -> None:
-        emit(WorkerError(model=job_model, mode=job_mode, worker=job_worker, kind=kind, message=one_line(message, 500)))
+        emit(WorkerError(model=job_model, mode=job_mode, worker=job_worker, kind=kind, message=one_line(message, 1000)))
+
+    from mliap_tui.models.canary import ModelRefused
 
     try:
         finished = run_job(job, emit, stop)
     except CacheWriteError as exc:
         error(WorkerErrorKind.WRITE_FAILED, str(exc))
         return EXIT_ERROR
+    except ModelRefused as exc:
+        error(WorkerErrorKind.MODEL_REFUSED, str(exc))
+        return EXIT_MODEL_UNAVAILABLE
     except ModelUnavailable as exc:
         error(WorkerErrorKind.MODEL_UNAVAILABLE, str(exc))
         return EXIT_MODEL_UNAVAILABLE

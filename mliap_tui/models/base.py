@@ -16,7 +16,7 @@ positive = tensile, ASE sign convention).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -81,6 +81,24 @@ class RelaxedPrediction(Prediction):
         }
 
 
+def mp2020_energy(native: float | None, convention: str, correction: float | None) -> float | None:
+    """A model energy (eV/atom) on the MP2020-corrected scale of the DFT reference.
+
+    ``mp2020`` models (CHGNet) as they are; ``raw_pbe`` models plus the structure's MP2020
+    correction (None when it is unknown); ``r2scan`` (or unknown) conventions: None, not on the
+    PBE scale at all. See docs/ENGINE_PROTOCOL.md, "Energies".
+    """
+    if native is None:
+        return None
+    if convention == EnergyConvention.MP2020:
+        return native
+    if convention == EnergyConvention.RAW_PBE:
+        if correction is None or not np.isfinite(correction):
+            return None
+        return native + float(correction)
+    return None
+
+
 class Predictor(Protocol):
     spec: ModelSpec
     device: str
@@ -95,6 +113,20 @@ class Predictor(Protocol):
     def ase_calculator(self) -> Any:
         """The family's own ASE calculator, for relaxations and for the naive-loop benchmark."""
         ...
+
+
+@dataclass(frozen=True)
+class PluginModel:
+    """What an entry point of the ``mliap_tui.models`` group provides (``models/plugins.py``).
+
+    ``load(spec, device=..., dtype=..., checkpoint=...)`` returns a predictor: a batched one
+    (``prepare``/``run``/``predict``, e.g. a :class:`mliap_tui.models.registry.BatchedPredictor`
+    subclass), or :class:`mliap_tui.models.ase_adapter.AsePredictor` around an ASE calculator.
+    ``spec.options["weights_files"]`` (paths) names the weights, for the cache's fingerprint.
+    """
+
+    spec: ModelSpec
+    load: Callable[..., Any]
 
 
 def split_batch(

@@ -2,7 +2,9 @@
 ~/.cache/matgl) or a local model folder; graphs built with matgl's ``Atoms2Graph``, batched with
 torch_geometric ``Batch``, one ``Potential`` forward per batch.
 
-MatPES-PBE models are trained on raw PBE energies. ``Potential`` returns total energies (eV),
+Saves made by matgl < 3 are refused before loading (``models/matgl_saves.py``): matgl >= 3 loads
+them silently but evaluates them with another message-passing convention. MatPES-PBE and
+MPF.2021.2.8 models are trained on raw PBE energies. ``Potential`` returns total energies (eV),
 forces (eV/Å) and stress (1/V dE/dε, ASE sign) already in GPa.
 """
 
@@ -107,15 +109,21 @@ class MatglPredictor(BatchedPredictor):
 def load(spec: ModelSpec, device: str = "cpu", dtype: str = "float32", checkpoint: str | None = None) -> MatglPredictor:
     import matgl
 
+    from mliap_tui.models.registry import matgl_cached_dirs, refuse_pre_3_matgl_save
+
+    for folder in [checkpoint] if checkpoint is not None else matgl_cached_dirs(spec.weights):
+        refuse_pre_3_matgl_save(spec, folder)  # a folder saved by matgl < 3 evaluates wrongly, silently
     try:
         potential = matgl.load_model(checkpoint or spec.weights)
     except (RuntimeError, ValueError, OSError) as exc:
         if checkpoint is not None:
             raise
-        raise ModelUnavailable(
-            f"{spec.id}: matgl could not load {spec.weights} (no cached copy in ~/.cache/matgl and the "
-            "Hugging Face hub is unreachable): run once with network access or pass --checkpoint MODEL_DIR"
-        ) from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        why = spec.options.get("hub_note") or (
+            "no cached copy in ~/.cache/matgl and the Hugging Face hub is unreachable: run once with network "
+            "access or pass --checkpoint MODEL_DIR"
+        )
+        raise ModelUnavailable(f"{spec.id}: matgl could not load {spec.weights} ({first[:120]}); {why}") from exc
     if not hasattr(potential, "calc_forces"):
         raise ModelUnavailable(f"{spec.id}: {checkpoint or spec.weights} is not a matgl Potential (PES) model: pass a *-PES model")
     return MatglPredictor(spec, potential, device=device, dtype=dtype)

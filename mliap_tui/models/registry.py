@@ -50,7 +50,13 @@ MACE_MP_URLS = {
     "medium": "https://github.com/ACEsuit/mace-mp/releases/download/mace_mp_0/2023-12-03-mace-128-L1_epoch-199.model",
     "medium-mpa-0": "https://github.com/ACEsuit/mace-mp/releases/download/mace_mpa_0/mace-mpa-0-medium.model",
 }
-MATGL_HF_ORG = "materialyze"  # matgl>=2 downloads pretrained models from this Hugging Face org
+MATGL_HF_ORG = "materialyze"  # matgl>=3 downloads pretrained models from this Hugging Face org
+#: What is known (read offline, matgl 4.1.2) about the classic M3GNet under matgl >= 3
+MATGL_MPF_NOTE = (
+    "matgl >= 3 publishes no M3GNet-MP-2021.2.8-PES: the old weights were deleted from the hub after the 3.0 "
+    "message-passing fix (they evaluate wrongly under matgl >= 3) and the matgl maintainers announced a refit; "
+    "until it appears, pass --checkpoint DIR with a refit saved by matgl >= 3 (a pre-3.0 folder is refused)"
+)
 ORB_URLS = {
     "orb_v3_conservative_inf_mpa": "https://orbitalmaterials-public-models.s3.us-west-1.amazonaws.com/forcefields/orb-v3/orb-v3-conservative-inf-mpa-20250404.ckpt",
     "orb_v2": "https://orbitalmaterials-public-models.s3.us-west-1.amazonaws.com/forcefields/orb-v2-20241011.ckpt",
@@ -168,10 +174,10 @@ _SPECS: list[ModelSpec] = [
     ModelSpec(
         id="m3gnet-matpes-pbe",
         family="matgl",
-        version="M3GNet-MatPES-PBE-v2025.1-PES",
+        version="M3GNet-PES-MatPES-PBE-2025.2",
         package="matgl",
         pip_extra="matgl",
-        weights="M3GNet-MatPES-PBE-v2025.1-PES",
+        weights="M3GNet-PES-MatPES-PBE-2025.2",
         energy_convention="raw_pbe",
         weights_offline=False,
         default_batch_atoms=16384,
@@ -182,16 +188,34 @@ _SPECS: list[ModelSpec] = [
     ModelSpec(
         id="tensornet-matpes-pbe",
         family="matgl",
-        version="TensorNet-MatPES-PBE-v2025.1-PES",
+        version="TensorNet-PES-MatPES-PBE-2025.2",
         package="matgl",
         pip_extra="matgl",
-        weights="TensorNet-MatPES-PBE-v2025.1-PES",
+        weights="TensorNet-PES-MatPES-PBE-2025.2",
         energy_convention="raw_pbe",
         weights_offline=False,
         default_batch_atoms=16384,
         elements=None,  # read from model.element_types when loaded
         description="TensorNet trained on MatPES-PBE (PBE without +U, 680 eV cutoff; not the MP GGA/GGA+U mix: expect offsets, largest for transition-metal oxides and fluorides), raw PBE",
         citation="Kaplan et al., arXiv:2503.04070 (MatPES); Simeon & De Fabritiis, NeurIPS 2023 (TensorNet)",
+    ),
+    ModelSpec(
+        id="m3gnet-mp-2021.2.8-pes",
+        family="matgl",
+        version="M3GNet-MP-2021.2.8-PES",
+        package="matgl",
+        pip_extra="matgl",
+        weights="M3GNet-MP-2021.2.8-PES",
+        energy_convention="raw_pbe",
+        weights_offline=False,
+        default_batch_atoms=16384,
+        elements=None,  # 89 elements; read from model.element_types when loaded
+        description="The classic M3GNet universal potential (Chen & Ong 2022; matbench-discovery's M3GNet), "
+        "trained on MPF.2021.2.8 (MP relaxation trajectories, uncorrected GGA/GGA+U energies), raw PBE. "
+        "Not published for matgl >= 3 yet: its pre-3.0 weights were withdrawn from the hub after the 3.0 "
+        "message-passing fix and a refit was announced",
+        citation="Chen & Ong, Nat. Comput. Sci. 2, 718 (2022)",
+        options={"hub_note": MATGL_MPF_NOTE},
     ),
     ModelSpec(
         id="orb-v3-conservative-inf-mpa",
@@ -244,12 +268,48 @@ FAMILY_PIP = {
 }
 
 
+#: Families whose adapter is checked, in the test suite, against the family's own ASE calculator
+#: (energies, forces, stress): chgnet/sevenn on their bundled weights, mace/matgl/orb on small
+#: models built at test time (tests/functional/test_family_adapters.py, run by .ci/run in each
+#: family's own venv).
+STRUCTURALLY_CHECKED_FAMILIES = frozenset({"chgnet", "sevenn", "mace", "matgl", "orb"})
+
+
 def get_spec(model_id: str) -> ModelSpec:
-    """The spec of ``model_id``; a KeyError listing the known ids otherwise."""
-    try:
+    """The spec of ``model_id``: a registry id, an installed plug-in (entry point group
+    ``mliap_tui.models``) or an ``ase:`` reference; a KeyError listing the known ids otherwise.
+    """
+    if model_id in REGISTRY:
         return REGISTRY[model_id]
-    except KeyError:
-        raise KeyError(f"unknown model {model_id!r}: known models are {', '.join(REGISTRY)}") from None
+    from mliap_tui.models import plugins
+
+    if plugins.is_ase_ref(model_id):
+        try:
+            return plugins.ase_spec(model_id)
+        except plugins.PluginError as exc:
+            raise KeyError(str(exc)) from None
+    if model_id in plugins.plugin_ids():
+        try:
+            return plugins.plugin_model(model_id).spec  # type: ignore[union-attr]
+        except plugins.PluginError as exc:
+            raise KeyError(str(exc)) from None
+    if model_id.startswith("ase") and ":" in model_id:
+        try:
+            plugins.parse_ase_ref(model_id)
+        except plugins.PluginError as exc:
+            raise KeyError(str(exc)) from None
+    known = [*REGISTRY, *plugins.plugin_ids()]
+    raise KeyError(
+        f"unknown model {model_id!r}: known models are {', '.join(known)} (or an ASE calculator: "
+        "ase:package.module:factory)"
+    )
+
+
+def all_specs() -> list[ModelSpec]:
+    """The registry's specs, then those of the installed plug-ins that load."""
+    from mliap_tui.models.plugins import plugin_specs
+
+    return [*REGISTRY.values(), *plugin_specs()[0]]
 
 
 # ---- availability (cheap: no torch, no model load) ------------------------------------------
@@ -355,6 +415,8 @@ def _weights_hint(spec: ModelSpec) -> str:
     if spec.family == "mace":
         where = f"{spec.options['url']} into {mace_cached_path(spec.options['url']).parent}"
     elif spec.family == "matgl":
+        if spec.options.get("hub_note"):
+            return spec.options["hub_note"]
         where = f"Hugging Face {MATGL_HF_ORG}/{spec.weights} into ~/.cache/matgl"
     elif spec.family == "orb":
         where = f"{spec.options['url']} into ~/.cache/cached_path"
@@ -365,6 +427,14 @@ def _weights_hint(spec: ModelSpec) -> str:
 
 def availability(spec: ModelSpec) -> Availability:
     """Is the package installed and are the weights on this machine? Cheap: no import, no load."""
+    if spec.family not in FAMILY_MODULES:  # a plug-in or an ase: model
+        if spec.package and package_dir(spec.package) is None:
+            return Availability(False, False, f"{spec.package} is not importable here: install the package that provides it")
+        missing = [p for p in spec.options.get("weights_files", ()) if not Path(p).expanduser().exists()]
+        if missing:
+            return Availability(True, False, f"weights file {missing[0]} not found")
+        where = spec.options.get("plugin") or spec.options.get("ref") or spec.package
+        return Availability(True, True, f"plug-in: {where}")
     installed = package_dir(spec.package) is not None
     files = weight_files(spec) if installed else []
     if not installed:
@@ -421,13 +491,17 @@ def load_predictor(model_id: str, device: str = "cpu", dtype: str = "float32", c
     spec = get_spec(model_id)
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}: use float32 or float64")
-    avail = availability(spec)
-    if not avail.installed:
-        raise ModelUnavailable(f"{model_id}: {avail.message}")
     if checkpoint is not None:
         checkpoint = os.path.expanduser(str(checkpoint))
         if not os.path.exists(checkpoint):
             raise ModelUnavailable(f"{model_id}: checkpoint {checkpoint} does not exist: pass an existing file to --checkpoint")
+        if spec.family == "matgl":
+            refuse_pre_3_matgl_save(spec, checkpoint)  # before anything is imported: the file decides
+    avail = availability(spec)
+    if not avail.installed:
+        raise ModelUnavailable(f"{model_id}: {avail.message}")
+    if spec.family not in FAMILY_MODULES:
+        return _load_plugin(spec, device, dtype, checkpoint)
     if checkpoint is None and not avail.weights_available:
         host = download_host(spec)
         if host is not None and not host_reachable(host):
@@ -452,6 +526,46 @@ def load_predictor(model_id: str, device: str = "cpu", dtype: str = "float32", c
         else:
             hint = f"the installed weights or package look broken: pip install --force-reinstall {FAMILY_PIP[spec.family]}"
         raise ModelUnavailable(f"{model_id}: loading failed ({type(exc).__name__}: {first_line}); {hint}") from exc
+
+
+def refuse_pre_3_matgl_save(spec: ModelSpec, folder: str | Path) -> None:
+    """Raise ModelRefused when the matgl model folder ``folder`` was saved by matgl < 3."""
+    from mliap_tui.models.canary import ModelRefused
+    from mliap_tui.models.identity import distribution_version
+    from mliap_tui.models.matgl_saves import pre_3_refusal, read_matgl_save
+
+    if not Path(folder).is_dir():
+        return  # not a model folder: matgl's loader says what is wrong
+    try:
+        save = read_matgl_save(folder)
+    except (FileNotFoundError, ValueError):
+        return
+    if not save.saved_by_matgl_3_or_later:
+        raise ModelRefused(pre_3_refusal(save, spec.id, distribution_version(["matgl"])))
+
+
+def _load_plugin(spec: ModelSpec, device: str, dtype: str, checkpoint: str | None):
+    """Load an entry-point plug-in or an ``ase:`` model (their errors become ModelUnavailable)."""
+    from mliap_tui.models import plugins
+
+    device = resolve_device(device) if importlib.util.find_spec("torch") is not None else device
+    try:
+        if spec.family == "ase":
+            return plugins.load_ase_model(spec, device=device, dtype=dtype, checkpoint=checkpoint)
+        found = plugins.plugin_model(spec.id)
+        if found is None:
+            raise ModelUnavailable(f"{spec.id}: no installed plug-in provides it any more")
+        predictor = found.load(found.spec, device=device, dtype=dtype, checkpoint=checkpoint)
+    except (ModelUnavailable, UnsupportedElements):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plug-in's own error, made one line
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelUnavailable(f"{spec.id}: loading failed ({type(exc).__name__}: {text})") from exc
+    if not hasattr(predictor, "spec"):
+        from mliap_tui.models.ase_adapter import AsePredictor
+
+        predictor = AsePredictor(spec, predictor, device=device, dtype=dtype)  # a plug-in that returned a calculator
+    return predictor
 
 
 # ---- helpers shared by the adapters (pure numpy) -------------------------------------------
@@ -527,6 +641,9 @@ class BatchedPredictor:
 
 __all__ = [
     "REGISTRY",
+    "STRUCTURALLY_CHECKED_FAMILIES",
+    "all_specs",
+    "refuse_pre_3_matgl_save",
     "Availability",
     "BatchedPredictor",
     "ELEMENTS_MPTRJ_89",

@@ -22,6 +22,7 @@ from mliap_tui.analysis.filters import (
     wide_column,
 )
 from mliap_tui.cache import Cache
+from mliap_tui.cache.weights import VARIANT_SEP
 from mliap_tui.core.units import format_mev, plural
 from mliap_tui.core.vocab import (
     CHEAP_METRICS,
@@ -73,6 +74,17 @@ def _pred_renderer(key: str, status_key: str):
     return render
 
 
+def fit_model_label(label: str, width: int) -> str:
+    """``label`` in at most ``width`` cells; a weights variant (``id~fingerprint``) keeps its
+    fingerprint and shortens the id, so two weights of one model never look alike."""
+    if len(label) <= width:
+        return label
+    base, sep, variant = label.rpartition(VARIANT_SEP)
+    if sep and len(variant) + 3 <= width:
+        return base[: width - len(variant) - 2] + "…" + sep + variant
+    return label[: width - 1] + "…"
+
+
 COMPACT_BELOW = 110  # terminal columns under which the table drops the secondary columns
 
 
@@ -106,10 +118,11 @@ def table_columns(metric: str, models: list[str], with_match: bool, compact: boo
     for m in models:
         pred_key, err_key, status_key = wide_column(pred, m), wide_column(err, m), wide_column("status", m)
         dim = match_column(m) if with_match else None
-        cols.append(Column(pred_key, pred_label, pred_width, group=m, render=_pred_renderer(pred_key, status_key),
+        group = fit_model_label(m, pred_width + 9)  # the group spans both columns (and one separator)
+        cols.append(Column(pred_key, pred_label, pred_width, group=group, render=_pred_renderer(pred_key, status_key),
                            needs=(status_key,), dim_key=dim))
         # 11 wide: "Δ meV/atom" plus the sort arrow
-        cols.append(Column(err_key, "Δ meV/atom", 11, group=m, fmt=lambda v: format_mev(v, signed=True), style=_signed_style, dim_key=dim))
+        cols.append(Column(err_key, "Δ meV/atom", 11, group=group, fmt=lambda v: format_mev(v, signed=True), style=_signed_style, dim_key=dim))
     return cols
 
 

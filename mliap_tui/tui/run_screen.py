@@ -79,13 +79,14 @@ def _memory(nbytes: int | None, kind: str) -> str:
 
 
 def model_choices() -> list[tuple[str, bool, str]]:
-    """(model id, ready, availability message) for every registry model; cheap (no import)."""
-    from mliap_tui.models.registry import REGISTRY, availability
+    """(model id, ready, availability message) for every registry model and installed plug-in;
+    cheap (no model import)."""
+    from mliap_tui.models.registry import all_specs, availability
 
     out = []
-    for model_id, spec in REGISTRY.items():
+    for spec in all_specs():
         av = availability(spec)
-        out.append((model_id, av.ready, av.message))
+        out.append((spec.id, av.ready, av.message))
     return out
 
 

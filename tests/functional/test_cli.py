@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 
 from support import REPO_DIR
 
 from mliap_tui.cli import COMMAND_MODULES, build_parser, main
 
 
+# a HOME of its own: what a run writes there (the weights-hash memo, hub caches) stays out of the repo
+_HOME = tempfile.mkdtemp(prefix="mliap-tui-home-")
+
+
 def cli(*args: str, cache=None, timeout: int = 300) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "mliap_tui", *([f"--cache={cache}"] if cache else []), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO_DIR,
-                          env={"COLUMNS": "80", "PATH": "/usr/bin:/bin", "HOME": str(REPO_DIR)})
+                          env={"COLUMNS": "80", "PATH": "/usr/bin:/bin", "HOME": _HOME})
 
 
 def test_every_command_has_one_handler_and_help():

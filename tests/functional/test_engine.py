@@ -165,11 +165,13 @@ def test_second_run_does_nothing_and_retry_failed_retries_only_failures(evaluate
     again = run_evaluation(cache, DATASET, ["chgnet-0.3.0", "sevennet-0"], device="cpu", on_event=ev2.append)
     assert [(m.already_done, m.cached_failed, m.todo) for m in again.models] == [(16, 3, 0), (16, 4, 0)]
     skipped = [e for e in ev2 if isinstance(e, protocol.ModelSkipped)]
+    weights = [m.weights_fingerprint for m in again.models]
+    assert all(w and len(w) == 64 for w in weights)  # the bundled weights' sha256
     assert [e.reason for e in skipped] == [
-        "all 16 materials already in the cache (3 failed: --retry-failed retries them)",
-        "all 16 materials already in the cache (4 failed: --retry-failed retries them)",
+        f"all 16 materials already in the cache for these weights ({weights[0][:7]}) (3 failed: --retry-failed retries them)",
+        f"all 16 materials already in the cache for these weights ({weights[1][:7]}) (4 failed: --retry-failed retries them)",
     ]
-    assert ev2[0].models[1] == {"model": "sevennet-0", "total": 16, "done": 16, "failed": 4, "todo": 0}
+    assert ev2[0].models[1] == {"model": "sevennet-0", "total": 16, "done": 16, "failed": 4, "todo": 0, "weights": weights[1]}
     assert not any(isinstance(e, protocol.WorkerStarted) for e in ev2)
 
     retry = run_evaluation(cache, DATASET, ["chgnet-0.3.0"], device="cpu", retry_failed=True)
@@ -215,7 +217,9 @@ def test_sigkill_cancel_and_resume_leave_no_gaps_and_no_duplicates(tmp_path):
     first = _raw_rows(cache, "chgnet-0.3.0")
     assert 4 <= first.height < len(rows), "the kill must land in the middle of the run"
     kinds = [protocol.event_from_json(line).event for line in lines]
-    assert kinds[:2] == ["log", "started"] and kinds[-1] == "chunk"  # "loading chgnet-0.3.0 ...", then started
+    # "loading chgnet-0.3.0 ...", the canary verdict, then started
+    assert kinds[:3] == ["log", "log", "started"] and kinds[-1] == "chunk"
+    assert "canary passed" in protocol.event_from_json(lines[1]).message
 
     # 2. a run cancelled from another thread at its first chunk: commits what it has and returns
     run: EvaluationRun

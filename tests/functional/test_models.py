@@ -35,7 +35,8 @@ from mliap_tui.models.registry import (
 
 REQUIRED_IDS = [
     "chgnet-0.3.0", "chgnet-0.2.0", "chgnet-r2scan", "sevennet-0", "sevennet-l3i5", "mace-mp-0-medium",
-    "mace-mpa-0-medium", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", "orb-v3-conservative-inf-mpa", "orb-v2",
+    "mace-mpa-0-medium", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", "m3gnet-mp-2021.2.8-pes",
+    "orb-v3-conservative-inf-mpa", "orb-v2",
 ]
 UNBUNDLED_IDS = [i for i in REQUIRED_IDS if REGISTRY[i].family in ("mace", "matgl", "orb")]
 

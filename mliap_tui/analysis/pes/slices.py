@@ -500,7 +500,9 @@ def read_slice_predictions(cache: Cache, out: PesSlice, models: Sequence[str], i
     prefix = spec.key + "|"
     for model in models:
         preds = (cache.scan_predictions(out.dataset, [model], "static")
-                 .filter(pl.col("material_id").str.starts_with(prefix)).collect())
+                 .filter(pl.col("material_id").str.starts_with(prefix))
+                 # weights changed since an earlier slice: the newest rows are the current weights'
+                 .sort("created_unix_s").unique("material_id", keep="last").collect())
         e = np.full(spec.shape, np.nan)
         fmap: dict[tuple[int, ...], np.ndarray] = {}
         fails = []

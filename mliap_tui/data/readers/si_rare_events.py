@@ -28,11 +28,14 @@ import json
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from mliap_tui.data.readers._common import RawRecord, error_record, require_path
+
+if TYPE_CHECKING:
+    import polars as pl
 
 DATA_FILE = "DATA.json"
 POSCAR_ZIP = "structure_poscars.zip"
@@ -128,7 +131,7 @@ def _read(folder: Path, k_mesh: str) -> Iterator[RawRecord]:
         yield RawRecord(material_id=mid, source=source, structure=structure, dft=dft, meta=meta)
 
 
-def atom_properties_from_meta(pairs) -> "pl.DataFrame | None":
+def atom_properties_from_meta(pairs) -> pl.DataFrame | None:
     """Tidy frame (material_id, atom_index, r_ang, r_v_ang, is_rare_event = r == 0) from
     ``(material_id, RawRecord.meta)`` pairs; None when no record carried per-atom distances."""
     import polars as pl
