@@ -6,9 +6,9 @@ column two cells wide); where it is tall enough, each grid row is a text row and
 to four cells wide. Colours follow :func:`mliap_tui.analysis.pes.stats.colour_scale`: set by the
 valid points only (evaluated, not masked, not a model collapse), clipped at percentiles, the clip
 stated under the colour bar. Masked points (atoms closer than the closest-approach rule) are
-grey, model-collapse points red, points not computed (yet) dark. Marks: ``+`` the DFT structure,
-``×`` the lowest valid point (``⊕`` when they coincide), ``o`` other local minima, ``s`` saddle
-points. Axes are labelled in Å of displacement (coordinates) or % strain (lattice), and the
+grey, model-collapse points red and marked ``!``, points not computed (yet) dark. Marks: ``+`` the
+DFT structure, ``×`` the lowest valid point (``⊕`` when they coincide), ``o`` other local minima,
+``s`` saddle points. Axes are labelled in Å of displacement (coordinates) or % strain (lattice), and the
 header names each coordinate's value at the DFT point. 1D scans are a plotext line plot of the
 valid points with every source overlaid.
 
@@ -125,12 +125,12 @@ def heatmap_text(values: np.ndarray, colours: np.ndarray, x_vals: np.ndarray, y_
             top_rgb = colours[i, top]
             marked = [(j, marks[(i, j)]) for j in shown if (i, j) in marks]
             if full_rows:
-                bg = Color.from_rgb(*top_rgb)
+                colour = Color.from_rgb(*top_rgb)
                 if marked:
                     glyph = marked[0][1]
-                    out.append(glyph.center(cell_w), style=Style(color=_ink(top_rgb), bgcolor=bg, bold=True))
+                    out.append(glyph.center(cell_w), style=Style(color=_ink(top_rgb), bgcolor=colour, bold=True))
                 else:
-                    out.append(" " * cell_w, style=Style(bgcolor=bg))
+                    out.append("█" * cell_w, style=Style(color=colour, bgcolor=colour))
                 continue
             bottom_rgb = colours[i, bottom] if bottom is not None else None
             if marked:
@@ -179,7 +179,7 @@ def legend(n_masked: int, n_collapsed: int, n_missing: int, diff: bool = False) 
         out.append(" local min  ")
         out.append("s", style="bold")
         out.append(" saddle  ")
-    for n, rgb, what in ((n_masked, MASK_RGB, "masked"), (n_collapsed, COLLAPSE_RGB, "collapse"),
+    for n, rgb, what in ((n_masked, MASK_RGB, "masked"), (n_collapsed, COLLAPSE_RGB, "! collapse"),
                          (n_missing, NAN_RGB, "not computed")):
         if n:
             out.append("██", style=Style(color=Color.from_rgb(*rgb)))
@@ -506,6 +506,9 @@ class PesScreen(Screen):
             event.prevent_default()
 
     # -- rendering ------------------------------------------------------------------------------
+    def on_resize(self, event) -> None:
+        self.refresh_view()
+
     def refresh_view(self) -> None:
         s = self.pes_slice
         if s is None:
@@ -539,7 +542,7 @@ class PesScreen(Screen):
             ax0, ax1 = s.axes
             overhead = 12  # header, info, notes, ticks, colour bar, legend, footer
             cell_w, full = heatmap_layout(spec.points, spec.points, width, height - overhead)
-            marks = {}
+            marks = {tuple(int(i) for i in p): "!" for p in zip(*np.nonzero(collapsed))}
             if not diff and st is not None and math.isfinite(st.min_e_rel_mev_per_atom):
                 for p in st.local_minima:
                     marks[p] = "o"
