@@ -420,6 +420,11 @@ class PesScreen(Screen):
 
     # -- actions --------------------------------------------------------------------------------
     def action_back(self) -> None:
+        box = self.query_one("#pes-reference-input", Input)
+        if box.display:  # Esc closes the path prompt first
+            box.display = False
+            self.set_focus(None)
+            return
         if self._stop is not None:
             self._stop.set()
         self.app.pop_screen()
@@ -496,14 +501,6 @@ class PesScreen(Screen):
         n = int(np.isfinite(ref).sum())
         self.notify(f"reference grid: {n}/{ref.size} points matched; m shows it, d compares")
         self.refresh_view()
-
-    def on_key(self, event) -> None:
-        box = self.query_one("#pes-reference-input", Input)
-        if event.key == "escape" and box.display:
-            box.display = False
-            self.set_focus(None)
-            event.stop()
-            event.prevent_default()
 
     # -- rendering ------------------------------------------------------------------------------
     def on_resize(self, event) -> None:

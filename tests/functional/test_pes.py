@@ -434,9 +434,18 @@ async def test_pes_screen_one_computation_at_a_time_cancel_and_reference(cache, 
         e = frame["e_per_atom_ev[chgnet-0.3.0]"] + 0.001 * frame["i0"]
         ref_csv = tmp_path / "dft.csv"
         frame.select("Cl:4f:x", "lattice:a").with_columns(e_per_atom_ev=e).write_csv(ref_csv)
+        await pilot.press("g", "escape")  # Esc closes the prompt, the screen stays
+        assert screen.is_current and not screen.query_one("#pes-reference-input").display
         await pilot.press("g")
         await pilot.pause(0.1)
         box = screen.query_one("#pes-reference-input")
+        box.value = str(tmp_path) + "/"
+        await pilot.press(*"dqmax.csv")  # typed into the prompt, not taken as keys of the screen
+        assert box.value.endswith("/dqmax.csv") and not screen.diff and screen.is_current
+        await pilot.press("enter")  # no such file: an error notice, nothing changes
+        await pilot.pause(0.1)
+        assert screen.reference is None
+        await pilot.press("g")
         box.value = str(ref_csv)
         await pilot.press("enter")
         await pilot.pause(0.2)
