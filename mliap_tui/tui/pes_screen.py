@@ -189,25 +189,41 @@ def legend(n_masked: int, n_collapsed: int, n_missing: int, diff: bool = False) 
 
 def line_plot(x_vals: np.ndarray, curves: dict[str, np.ndarray], x_name: str, width: int, height: int,
               ylabel: str = "E − E(DFT) (meV/atom)", ylim: tuple[float, float] | None = None) -> Text:
-    """plotext line plot, every source overlaid; the DFT point is x = 0."""
+    """plotext line plot of every source overlaid (values outside ``ylim`` drawn at its edge), a
+    vertical line at the DFT point (x = 0), and a legend line under it."""
+    import contextlib
+    import io
+
     import plotext as plt
 
+    from mliap_tui.tui.plots import PALETTE, legend_line
+
+    finite = [y[np.isfinite(y)] for y in curves.values() if np.isfinite(y).any()]
+    if not finite:
+        return Text("no valid points to draw", style="dim")
+    lo, hi = ylim if ylim is not None and ylim[1] > ylim[0] else (
+        float(min(f.min() for f in finite)), float(max(f.max() for f in finite)))
+    if hi <= lo:
+        lo, hi = lo - 1.0, hi + 1.0
     fig = plt.figure
     fig.clear()
-    fig.plot_size(max(30, width), max(8, height))
-    plt.theme("clear")
-    for name, y in curves.items():
+    fig.plot_size(max(30, width), max(8, height - 1))
+    fig.theme("simple")
+    legend = []
+    for k, (name, y) in enumerate(curves.items()):
         ok = np.isfinite(y)
         if ok.any():
-            plt.plot(x_vals[ok].tolist(), y[ok].tolist(), label=name, marker="braille")
-    plt.vline(0.0)
-    if ylim is not None and ylim[1] > ylim[0]:
-        plt.ylim(*ylim)
-    plt.xlabel(x_name)
-    plt.ylabel(ylabel)
-    text = plt.build()
+            fig.draw(fig.signal(x_vals[ok].tolist(), np.clip(y[ok], lo, hi).tolist()).lines())
+            legend.append(("─", name, PALETTE[k % len(PALETTE)]))
+    fig.draw(fig.signal([0.0, 0.0], [lo, hi]).lines())
+    legend.append(("│", "DFT structure", PALETTE[len(curves) % len(PALETTE)]))
+    fig.ruler("y").lim(lo, hi)
+    fig.label(x_name, "x")
+    fig.label(ylabel, "y")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        text = str(fig.build()).rstrip("\n")
     fig.clear()
-    return Text.from_ansi(text)
+    return Text.from_ansi(text + "\n" + legend_line(legend, width))
 
 
 class SliceReady(Message):

@@ -460,3 +460,22 @@ async def test_pes_screen_one_computation_at_a_time_cancel_and_reference(cache, 
         np.testing.assert_allclose(d, expected, atol=1e-9)
         scale = str(screen.query_one("#pes-scale").render())
         assert "|Δ|" in scale
+
+
+async def test_pes_screen_1d_scan_is_a_line_plot(cache, rutile_map):
+    from textual.app import App
+
+    from mliap_tui.tui.pes_screen import PesScreen
+
+    screen = PesScreen(cache, "sample", IDS["rutile_type"], models=["chgnet-0.3.0"], axes=("Cl:4f:x",), points=7,
+                       device="cpu")
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(screen)
+
+    async with Host().run_test(size=(80, 24)) as pilot:
+        await wait_for_slice(pilot, screen)
+        plot = str(screen.query_one("#pes-plot").render())
+        assert "chgnet-0.3.0" in plot and "DFT structure" in plot and "Cl:4f:x (Å)" in plot
+        assert "percentile of 7 valid points" in str(screen.query_one("#pes-scale").render())
