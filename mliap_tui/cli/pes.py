@@ -12,27 +12,28 @@ from mliap_tui.cli import options
 
 EPILOG = """examples:
   mliap-tui pes mp-390 --list-axes
-  mliap-tui pes mp-560588 --axes Zn:2b:z,lattice:a --models chgnet-0.3.0,sevennet-0
+  mliap-tui pes mp-560588 --axes Zn:2b:z,lattice:a --models sevennet-0
   mliap-tui pes mp-390 --axes O:8e:z --points 31 --range 0.2A --out scan.csv
   mliap-tui pes mp-10014 --axes S:3a.1:z,S:3a.2:z --range 2A --models sevennet-0
-  mliap-tui pes mp-390 --axes O:8e:z,lattice:a --range 0.3A,3% --reference dft.csv
+  mliap-tui pes mp-390 --axes O:8e:z,lattice:a --range 0.3A,3% --reference r.csv
 
-Axes: <element>:<mult><letter>:<coord> for a free Wyckoff coordinate, lattice:a|b/a|c/a|
-alpha|beta|gamma for a lattice strain (--list-axes lists them with their value at
-the DFT structure). Ranges: 0.3A = each atom of the orbit moves ±0.3 Å (default), 5% =
-strain (lattice default), 2deg (angles), or a bare number in the axis's own unit
-(fractional coordinate, or strain). Points where two atoms come closer than
---closest-approach × the sum of their covalent radii are masked; a point more than
---collapse eV/atom below the DFT point is a model collapse, reported apart from the
-minimum. Grid energies are cached: a slice asked again is read back; Ctrl-C stops,
-keeping what is done, and the same command resumes."""
+Axes: <element>:<mult><letter>:<coord> for a free Wyckoff coordinate, and
+lattice:a|b/a|c/a|alpha|beta|gamma for a lattice strain (--list-axes lists
+them with their value at the DFT structure). Ranges: 0.3A = each atom of the
+orbit moves ±0.3 Å (the default), 5% = strain (the lattice default), 2deg
+(angles), or a bare number in the axis's own unit (fractional coordinate, or
+strain). Points where two atoms come closer than --closest-approach × the sum
+of their covalent radii are masked; a point more than --collapse eV/atom below
+the DFT point is a model collapse, reported apart from the minimum. Energies
+are cached: a slice asked again is read back; Ctrl-C stops, keeping what is
+done, and the same command resumes."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mliap_tui.analysis.pes.slices import DEFAULT_CLOSEST_APPROACH, DEFAULT_COLLAPSE_EV_PER_ATOM
 
     p = sub.add_parser("pes", help="symmetry-restricted PES slice (1D/2D) of one material",
-                       description="Energy maps of one crystal along the free coordinates of its Wyckoff "
+                       description="Energy maps of one crystal along the free coordinates of its Wyckoff\n"
                        "positions and its lattice parameters, with the space group held fixed.",
                        epilog=EPILOG, formatter_class=options.formatter())
     p.add_argument("material_id", help="material id in the dataset, e.g. mp-560588")

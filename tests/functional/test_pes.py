@@ -479,3 +479,26 @@ async def test_pes_screen_1d_scan_is_a_line_plot(cache, rutile_map):
         plot = str(screen.query_one("#pes-plot").render())
         assert "chgnet-0.3.0" in plot and "DFT structure" in plot and "Cl:4f:x (Å)" in plot
         assert "percentile of 7 valid points" in str(screen.query_one("#pes-scale").render())
+
+
+def test_cli_lists_axes_with_dft_values_and_rejects_bad_ranges(cache):
+    import subprocess
+    import sys
+
+    from support import REPO_DIR
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "mliap_tui", f"--cache={cache.root}", "pes", *args],
+                              capture_output=True, text=True, cwd=REPO_DIR, timeout=120)
+
+    out = cli(IDS["tas2"], "--list-axes")
+    assert out.returncode == 0, out.stderr
+    assert "S:3a.1:z" in out.stdout and "z = 0.4235" in out.stdout and "default ±0.300 Å (±0.01466 frac)" in out.stdout
+    assert "a = 3.3437 Å" in out.stdout and "default ±5.0 %" in out.stdout
+    for args, says in ((["--axes", "S:3a.1:z", "--range", "5%"], "not % (a strain)"),
+                       (["--axes", "S:3a.1:z,lattice:a", "--range", "1A,2A,3A"], "one per axis"),
+                       (["--axes", "S:3a.9:z"], "unknown axis"),
+                       (["--axes", "lattice:a", "--range", "150%"], "makes no cell")):
+        bad = cli(IDS["tas2"], *args)
+        assert bad.returncode == 2, (args, bad.stdout, bad.stderr)
+        assert says in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
