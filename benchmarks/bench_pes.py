@@ -107,8 +107,9 @@ def main() -> None:
     assert again.run_summary.models[0].todo == 0
     print(f"  read back (all cached)               {time.perf_counter() - t0:7.2f} s")
     cmd = [sys.executable, "-m", "mliap_tui", f"--cache={cache.root}", "pes", args.material, "--axes", args.axes,
-           "--range", next(ranges), "--points", str(args.points), "--models", args.model, "--device", "cpu"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads)}
+           "--range", next(ranges), "--points", str(args.points), "--models", args.model, "--device", "cpu",
+           "--torch-threads", str(args.threads)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     t_cli = time.perf_counter() - t0
