@@ -85,6 +85,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def odd_points(text: str) -> int:
+    """argparse type: grid points per axis, odd and >= 3 (so the DFT point is on the grid)."""
+    value = positive_int(text)
+    if value < 3 or value % 2 == 0:
+        raise argparse.ArgumentTypeError(
+            f"must be odd and at least 3 so the DFT structure is the centre point, got {value} (try {max(3, value + 1)})")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
     try:
@@ -197,6 +206,7 @@ __all__: Sequence[str] = [
     "model_ids",
     "non_negative_float",
     "parse_pairs",
+    "odd_points",
     "positive_int",
     "split_list",
     "split_models",

@@ -11,7 +11,6 @@ from support import REPO_DIR
 
 from mliap_tui.cli import COMMAND_MODULES, build_parser, main
 
-
 # a HOME of its own: what a run writes there (the weights-hash memo, hub caches) stays out of the repo
 _HOME = tempfile.mkdtemp(prefix="mliap-tui-home-")
 
@@ -49,6 +48,8 @@ def test_user_errors_exit_2_with_one_line(tmp_path):
     assert bad.returncode == 2 and "--checkpoint expects KEY=VALUE" in bad.stderr
     bad = cli("run", "--limit", "-5")
     assert bad.returncode == 2 and "must be at least 1" in bad.stderr
+    bad = cli("pes", "mp-1", "--points", "20")  # an even grid has no centre: the DFT point would be off it
+    assert bad.returncode == 2 and "must be odd" in bad.stderr and "try 21" in bad.stderr
 
 
 def test_unknown_model_is_a_user_error(tmp_path):
