@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The installed-wheel smoke test: build the wheel, install it (with CHGNet) into a fresh venv, and
-# use it from a directory outside the repository: import the shipped sample, run, summarise, open
-# the app headless. Nothing of the checkout is on the path.
+# use it from a directory outside the repository: import the shipped sample, run, summarise, draw
+# figures, write the report, open the app headless. Nothing of the checkout is on the path.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d /tmp/mliap-wheel-smoke.XXXXXX)"
@@ -11,7 +11,7 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q torch==2.13.0
 "$work/venv/bin/pip" wheel -q --no-deps -w "$work/dist" "$repo"
 wheel="$(ls "$work"/dist/mliap_tui-*.whl)"
-"$work/venv/bin/pip" install -q "${wheel}[chgnet]"
+"$work/venv/bin/pip" install -q "${wheel}[chgnet,figures]"
 cd "$work"   # outside the repository
 export PATH="$work/venv/bin:$PATH" MLIAP_TUI_CACHE="$work/cache" COLUMNS=80
 python -c "import mliap_tui, sys; assert 'site-packages' in mliap_tui.__file__, mliap_tui.__file__; print('imported from', mliap_tui.__file__)"
@@ -21,6 +21,10 @@ mliap-tui run --data sample --models chgnet-0.3.0 --limit 20
 mliap-tui summary --data sample --by dof
 mliap-tui export --data sample "$work/out.csv"
 test "$(wc -l < "$work/out.csv")" -eq 21
+mliap-tui figures --data sample --out "$work/figs" --no-pes
+test -s "$work/figs/parity_e_above_hull_chgnet-0.3.0.png"
+mliap-tui report --data sample --out "$work/report.html"
+grep -q "chgnet-0.3.0" "$work/report.html"
 python - <<'PY'
 import asyncio
 from mliap_tui.cache import Cache

@@ -24,6 +24,34 @@ from mliap_tui.core.vocab import METRICS
 Weighting = Literal["crystal", "fraction"]
 WEIGHTINGS: tuple[str, ...] = ("crystal", "fraction")
 
+MAX_Z = 103  # up to Lr: what universal potentials cover (the heavier ones have no data)
+
+
+def table_position(z: int) -> tuple[int, int]:
+    """(row, column) of element ``z`` in the 18-column table, rows 0-6 for the periods and 8-9 for
+    the lanthanides (57-70) and actinides (89-102); columns 0-17 are the groups."""
+    if z == 1:
+        return 0, 0
+    if z == 2:
+        return 0, 17
+    for period, start in ((1, 3), (2, 11)):
+        if start <= z < start + 8:
+            k = z - start
+            return period, k if k < 2 else k + 10
+    for period, start in ((3, 19), (4, 37)):
+        if start <= z < start + 18:
+            return period, z - start
+    for period, start, f_row in ((5, 55, 8), (6, 87, 9)):
+        if start <= z < start + 32:
+            k = z - start
+            if k < 2:
+                return period, k
+            if k < 16:  # La..Yb, Ac..No
+                return f_row, k + 1
+            return period, k - 14
+    raise ValueError(f"no table position for Z={z}")
+
+
 ELEMENT_SCHEMA = {"model": pl.Utf8, "element": pl.Utf8, "z": pl.Int32, "n": pl.UInt32, "mae": pl.Float64,
                   "mean_signed": pl.Float64, "rmse": pl.Float64, "frac_under": pl.Float64, "weight": pl.Float64}
 
@@ -84,4 +112,4 @@ def element_table(cache, dataset: str, mode: str = "static", metric: str = "e_ab
     return element_errors(table, metric, weighting)
 
 
-__all__ = ["ELEMENT_SCHEMA", "WEIGHTINGS", "element_errors", "element_table"]
+__all__ = ["ELEMENT_SCHEMA", "MAX_Z", "WEIGHTINGS", "element_errors", "element_table", "table_position"]

@@ -69,4 +69,37 @@ def weights_notes(cache: Cache, table: pl.DataFrame) -> list[WeightsNote]:
     return out
 
 
-__all__ = ["WeightsNote", "canary_line", "weights_notes"]
+def provenance(cache: Cache, dataset: str) -> pl.DataFrame:
+    """Who made the rows of ``dataset``: one row per (model label, mode) with the model id, weights
+    fingerprint, package version(s), devices, runs, first and last commit (Unix s), ok/failed
+    counts, where the weights came from and the canary verdict. For reports and provenance notes."""
+    from mliap_tui.cache.weights import label_weight_variants
+
+    preds = label_weight_variants(cache.scan_predictions(dataset)).collect()
+    if preds.is_empty():
+        return pl.DataFrame()
+    per = (
+        preds.group_by("model", "mode")
+        .agg(
+            pl.col("model_id").first(),
+            pl.col("weights_fingerprint").drop_nulls().first(),
+            pl.col("package_version").drop_nulls().unique().sort().str.join(", ").alias("package_versions"),
+            pl.col("device").drop_nulls().unique().sort().str.join(", ").alias("devices"),
+            pl.col("run_id").n_unique().alias("runs"),
+            pl.col("created_unix_s").min().alias("first_unix_s"),
+            pl.col("created_unix_s").max().alias("last_unix_s"),
+            (pl.col("status") == "ok").sum().alias("ok"),
+            (pl.col("status") == "failed").sum().alias("failed"),
+            pl.col("trust_override").fill_null(False).any().alias("trust_override"),
+        )
+        .sort("model", "mode")
+    )
+    sources, canaries = [], []
+    for model_id, fp in per.select("model_id", "weights_fingerprint").iter_rows():
+        record = read_weights_record(cache, model_id, fp) if fp else None
+        sources.append(short_source((record or {}).get("source", "")) if record else "")
+        canaries.append(canary_line(record or {}))
+    return per.with_columns(pl.Series("source", sources, pl.Utf8), pl.Series("canary", canaries, pl.Utf8))
+
+
+__all__ = ["WeightsNote", "canary_line", "provenance", "weights_notes"]

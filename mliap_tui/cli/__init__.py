@@ -5,7 +5,8 @@ with :func:`register` and sets ``handler`` on them, so there is one way a comman
     run.py       run                              summary.py  summary
     export.py    export                           pes.py      pes
     forces.py    softening | rare-events          cache.py    cache check
-    doctor.py    doctor                           app.py      (no command: the app)
+    report.py    figures | report                 doctor.py   doctor
+    app.py       (no command: the app)
 
 Options several commands share live in :mod:`.options`, every rich table in :mod:`.render`,
 the run progress bars in :mod:`.progress`. Work happens in the layers below; a command parses,
@@ -41,6 +42,7 @@ typical session:
   mliap-tui summary --by dof                       # MAE / mean signed error per DOF bin
   mliap-tui pes mp-560588 --axes Zn:2b:z,lattice:c/a --models chgnet-0.3.0,sevennet-0
   mliap-tui softening --data si-vacancy            # force softening scale (after run --forces)
+  mliap-tui report --out report.html               # tables, figures and provenance in one file
 
 Energies are eV/atom, forces eV/Å, stress GPa. Signed errors are prediction minus DFT, so
 underprediction is negative. Results live in parquet files under the cache folder
@@ -48,7 +50,7 @@ underprediction is negative. Results live in parquet files under the cache folde
 """
 
 #: command modules, in the order `--help` lists them
-COMMAND_MODULES = ("data", "models", "run", "summary", "export", "pes", "forces", "cache", "doctor")
+COMMAND_MODULES = ("data", "models", "run", "summary", "export", "pes", "forces", "report", "cache", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

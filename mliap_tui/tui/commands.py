@@ -40,6 +40,8 @@ class ExploreCommands(ListProvider):
             return []
         out: list[tuple[str, Callable[[], object], str]] = [
             ("Export filtered table to CSV", screen.action_export, "asks for the path; never overwrites silently"),
+            ("Write the current plot as a PNG figure", screen.action_write_figure,
+             "publication figure of the plot tab on screen, into ./figures (also w)"),
             ("Clear filter", screen.action_clear_filter, "show every material"),
             ("Help: keys and filter language", self.app.action_help, "also on ?"),
             ("Run models (run screen)", self.app.action_run_screen, "evaluate models on a dataset (also r)"),

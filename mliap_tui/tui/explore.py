@@ -137,6 +137,7 @@ class ExploreScreen(Screen):
         Binding("t", "next_metric", "Metric", id="explore.next_metric"),
         Binding("p", "next_tab", "Plots", id="explore.next_tab"),
         Binding("e", "export", "Export", id="explore.export"),
+        Binding("w", "write_figure", "Write figure", show=False, id="explore.write_figure"),
         Binding("1", "show_tab('table')", "Table", show=False, id="explore.tab_table"),
         Binding("2", "show_tab('parity')", "Parity plot", show=False, id="explore.tab_parity"),
         Binding("3", "show_tab('hist')", "Error histogram", show=False, id="explore.tab_hist"),
@@ -399,6 +400,12 @@ class ExploreScreen(Screen):
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter-input", Input).focus()
+
+    def action_write_figure(self) -> None:
+        """Write the current plot as a publication PNG (``./figures`` or ``$MLIAP_TUI_FIGURES``)."""
+        from mliap_tui.tui.figure_export import explorer_figure, write_current_figure
+
+        write_current_figure(self, explorer_figure)
 
     def action_focus_table(self) -> None:
         self.query_one(TabbedContent).active = "table"

@@ -98,6 +98,7 @@ class ForcesScreen(Screen):
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back", id="forces.back"),
         Binding("e", "export", "Export CSV", id="forces.export"),
+        Binding("w", "write_figure", "Write figure", show=False, id="forces.write_figure"),
         Binding("slash", "focus_filter", "Filter", id="forces.filter"),
         Binding("1", "show_tab('tab-parity')", "Parity", show=False, id="forces.tab_parity"),
         Binding("2", "show_tab('tab-df')", "|dF| CDF", show=False, id="forces.tab_df"),
@@ -241,6 +242,12 @@ class ForcesScreen(Screen):
     def action_focus_filter(self) -> None:
         self.query_one("#forces-tabs", TabbedContent).active = "tab-structures"
         self.query_one("#forces-filter", Input).focus()
+
+    def action_write_figure(self) -> None:
+        """Write the parity or CDF figure as a publication PNG (``./figures`` or ``$MLIAP_TUI_FIGURES``)."""
+        from mliap_tui.tui.figure_export import forces_figure, write_current_figure
+
+        write_current_figure(self, forces_figure)
 
     def action_export(self) -> None:
         if self.shown is None:

@@ -302,6 +302,7 @@ class PesScreen(Screen):
         Binding("g", "reference", "Ref", id="pes.reference"),
         Binding("x", "cancel", "Cancel", id="pes.cancel"),
         Binding("R", "recompute", "Redo", id="pes.recompute"),
+        Binding("w", "write_figure", "Write figure", show=False, id="pes.write_figure"),
     ]
 
     def __init__(self, cache: Cache, dataset: str, material_id: str, models: Sequence[str] | None = None,
@@ -502,6 +503,12 @@ class PesScreen(Screen):
 
     def action_narrower(self) -> None:
         self._rescale(0.5)
+
+    def action_write_figure(self) -> None:
+        """Write the shown model's slice as a publication PNG (``./figures`` or ``$MLIAP_TUI_FIGURES``)."""
+        from mliap_tui.tui.figure_export import pes_figure, write_current_figure
+
+        write_current_figure(self, pes_figure)
 
     def action_recompute(self) -> None:
         if self._busy():

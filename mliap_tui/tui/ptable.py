@@ -19,39 +19,13 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widget import Widget
 
-from mliap_tui.analysis.elements import element_errors
+from mliap_tui.analysis.elements import MAX_Z, element_errors, table_position
 from mliap_tui.core.units import MEV_PER_EV, format_mev, plural
 from mliap_tui.core.vocab import METRIC_LABEL, METRICS
 
 CELL = 4  # characters per element cell
-MAX_Z = 103  # up to Lr: what universal potentials cover (the heavier ones have no data)
 #: a perceptually ordered 256-colour ramp (dark blue -> yellow), low error to high error
 RAMP = (17, 18, 19, 25, 31, 37, 36, 71, 107, 143, 179, 214, 208, 202, 196)
-
-
-def table_position(z: int) -> tuple[int, int]:
-    """(row, column) of element ``z`` in the 18-column table, rows 0-6 for the periods and 8-9 for
-    the lanthanides (57-70) and actinides (89-102); columns 0-17 are the groups."""
-    if z == 1:
-        return 0, 0
-    if z == 2:
-        return 0, 17
-    for period, start in ((1, 3), (2, 11)):
-        if start <= z < start + 8:
-            k = z - start
-            return period, k if k < 2 else k + 10
-    for period, start in ((3, 19), (4, 37)):
-        if start <= z < start + 18:
-            return period, z - start
-    for period, start, f_row in ((5, 55, 8), (6, 87, 9)):
-        if start <= z < start + 32:
-            k = z - start
-            if k < 2:
-                return period, k
-            if k < 16:  # La..Yb, Ac..No
-                return f_row, k + 1
-            return period, k - 14
-    raise ValueError(f"no table position for Z={z}")
 
 
 def colour(value: float | None, top: float) -> int | None:
@@ -200,4 +174,4 @@ class PeriodicTable(Widget, can_focus=True):
         self.post_message(self.ElementPicked(self.cursor))
 
 
-__all__ = ["PeriodicTable", "table_position"]
+__all__ = ["PeriodicTable"]

@@ -29,6 +29,9 @@ CORE_MODULES = [
     "mliap_tui.analysis.force_audit",
     "mliap_tui.analysis.pes.slices",
     "mliap_tui.engine.devices",
+    "mliap_tui.report.figures",
+    "mliap_tui.report.figure_set",
+    "mliap_tui.report.document",
 ]
 
 

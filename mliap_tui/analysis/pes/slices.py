@@ -813,6 +813,43 @@ def read_slice_predictions(cache: Cache, out: PesSlice, models: Sequence[str]) -
     return out
 
 
+@dataclass(frozen=True)
+class CachedSlice:
+    """A slice with predictions in the cache, named by its spec key (material, axes, ranges, shape)."""
+
+    dataset: str  # the derived grid dataset
+    material_id: str
+    axes: tuple[str, ...]
+    ranges: tuple[float, ...]  # half-ranges, axis units (fractional / strain)
+    points: int
+    models: tuple[str, ...]
+
+
+def cached_slices(cache: Cache, parent_dataset: str) -> list[CachedSlice]:
+    """Every slice of ``parent_dataset``'s materials that some model evaluated (no model runs)."""
+    out = []
+    for name in cache.datasets():
+        if not name.startswith("pes-") or not cache.has_materials(name):
+            continue
+        source = cache.scan_materials(name).select("source").head(1).collect()
+        if source.is_empty() or not str(source["source"][0]).startswith(f"pes:{parent_dataset}:"):
+            continue
+        keys = (cache.scan_predictions(name).filter(pl.col("status") == "ok")
+                .select(pl.col("material_id").str.replace(r"\|[^|]*$", "").alias("key"), "model")
+                .unique().collect())
+        for key, grp in keys.group_by("key", maintain_order=True):
+            material_id, axes, ranges, shape = str(key[0]).split("|")
+            out.append(CachedSlice(name, material_id, tuple(axes.split(",")), tuple(float(r) for r in ranges.split(",")),
+                                   int(shape.split("x")[0]), tuple(sorted(grp["model"].unique().to_list()))))
+    return sorted(out, key=lambda c: (c.material_id, c.axes, c.ranges))
+
+
+def load_cached_slice(cache: Cache, parent_dataset: str, cached: CachedSlice) -> PesSlice:
+    """The :class:`PesSlice` of a :func:`cached_slices` entry, read back with its models' energies."""
+    s = build_slice(cache, parent_dataset, cached.material_id, cached.axes, list(cached.ranges), cached.points)
+    return read_slice_predictions(cache, s, cached.models)
+
+
 def slice_to_frame(s: PesSlice, reference: np.ndarray | None = None) -> pl.DataFrame:
     """Tidy grid table: index, axis values (own units, and Å / %), whether the point is masked and
     why, then per model E (eV/atom) and E - E(DFT point) (meV/atom)."""
@@ -836,8 +873,8 @@ def slice_to_frame(s: PesSlice, reference: np.ndarray | None = None) -> pl.DataF
     return pl.DataFrame(cols)
 
 
-__all__ = ["Contact", "GridPoint", "PesCrystal", "PesError", "PesSlice", "SliceAxis", "SliceSpec", "build_slice",
-           "contacts", "compute_slice", "covalent_radius_ang", "evaluate_slice", "grid_points", "make_spec",
+__all__ = ["CachedSlice", "Contact", "GridPoint", "PesCrystal", "PesError", "PesSlice", "SliceAxis", "SliceSpec", "build_slice",
+           "cached_slices", "contacts", "load_cached_slice", "compute_slice", "covalent_radius_ang", "evaluate_slice", "grid_points", "make_spec",
            "parse_range", "parse_ranges", "pes_dataset_name", "pes_dataset_prefix", "prepare", "read_slice_predictions", "resolve_axis",
            "slice_axes", "slice_to_frame", "write_grid_dataset", "DEFAULT_CLOSEST_APPROACH",
            "DEFAULT_COLLAPSE_EV_PER_ATOM", "DEFAULT_COORD_RANGE_ANG", "DEFAULT_LATTICE_STRAIN", "DEFAULT_POINTS",
