@@ -3,6 +3,7 @@ with :func:`register` and sets ``handler`` on them, so there is one way a comman
 
     data.py      data import | data show          models.py   models
     run.py       run                              summary.py  summary
+    study.py     study dof
     export.py    export                           pes.py      pes
     forces.py    softening | rare-events          cache.py    cache check
     doctor.py    doctor                           app.py      (no command: the app)
@@ -39,6 +40,7 @@ typical session:
   mliap-tui models                                 # which models can run here, and why not
   mliap-tui run --data sample --models chgnet-0.3.0,sevennet-0
   mliap-tui summary --by dof                       # MAE / mean signed error per DOF bin
+  mliap-tui study dof                              # static vs relaxed by DOF, intervals, trend
   mliap-tui pes mp-560588 --axes Zn:2b:z,lattice:c/a --models chgnet-0.3.0,sevennet-0
   mliap-tui softening --data si-vacancy            # force softening scale (after run --forces)
 
@@ -48,7 +50,7 @@ underprediction is negative. Results live in parquet files under the cache folde
 """
 
 #: command modules, in the order `--help` lists them
-COMMAND_MODULES = ("data", "models", "run", "summary", "export", "pes", "forces", "cache", "doctor")
+COMMAND_MODULES = ("data", "models", "run", "summary", "study", "export", "pes", "forces", "cache", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

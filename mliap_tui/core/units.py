@@ -82,6 +82,24 @@ def format_mev(value_ev: float | None, digits: int = 1, *, signed: bool = False,
     return text.lstrip("-") if float(text) == 0.0 else text
 
 
+def format_interval(lo: float | None, hi: float | None, digits: int = 1, *, scale: float = 1.0) -> str:
+    """``'[21.0,30.2]'`` (values times ``scale``, e.g. MEV_PER_EV); ``''`` when there is no interval."""
+    if lo is None or hi is None or lo != lo or hi != hi:
+        return ""
+    return f"[{format_signed(lo * scale, digits).lstrip('+')},{format_signed(hi * scale, digits).lstrip('+')}]"
+
+
+def format_p_value(p: float | None) -> str:
+    """A p-value: ``'0.012'``, ``'3.2e-05'``, ``'<1e-300'``; ``'-'`` when undefined."""
+    if p is None or p != p:
+        return "-"
+    if p == 0:
+        return "<1e-300"
+    if p < 1e-3:
+        return f"{p:.1e}"
+    return f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+
+
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
     """``'1 space group'``, ``'2 space groups'``, ``'1,024 crystals'``."""
     word = noun if n == 1 else (plural_form or noun + "s")
@@ -95,7 +113,9 @@ __all__ = [
     "ev_per_ang3_to_gpa",
     "format_bytes",
     "format_duration",
+    "format_interval",
     "format_mev",
+    "format_p_value",
     "format_signed",
     "gpa_to_ev_per_ang3",
     "plural",
