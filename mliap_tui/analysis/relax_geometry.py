@@ -137,10 +137,12 @@ def pending_rows(cache: Cache, dataset: str, models: Iterable[str] | None = None
 
 
 def update_relax_geometry(cache: Cache, dataset: str, models: Iterable[str] | None = None, *,
-                          n_jobs: int | None = None, on_progress: Callable[[int, int], None] | None = None) -> int:
+                          n_jobs: int | None = None, on_progress: Callable[[int, int], None] | None = None,
+                          should_stop: Callable[[], bool] | None = None) -> int:
     """Compare every relaxed row of ``dataset`` not compared yet; commit in chunks. Returns how
-    many rows were computed. ``n_jobs``: processes (None: every usable core when the batch is
-    big enough; 1: in this process); ``on_progress(done, total)`` after each chunk."""
+    many rows were computed (and committed). ``n_jobs``: processes (None: every usable core when
+    the batch is big enough; 1: in this process); ``on_progress(done, total)`` after each chunk;
+    ``should_stop()`` true ends the work after the chunk in hand (what is committed stays)."""
     from mliap_tui.core.host import usable_cores
 
     todo = pending_rows(cache, dataset, models)
@@ -148,8 +150,8 @@ def update_relax_geometry(cache: Cache, dataset: str, models: Iterable[str] | No
     if not total:
         return 0
     rows = todo.to_dicts()
-    chunks = [rows[i : i + CHUNK_ROWS] for i in range(0, total, CHUNK_ROWS)]
     jobs = usable_cores() if n_jobs is None else max(1, int(n_jobs))
+    stop = should_stop or (lambda: False)
     done = 0
 
     def commit(part: list[dict]) -> None:
@@ -162,32 +164,42 @@ def update_relax_geometry(cache: Cache, dataset: str, models: Iterable[str] | No
             on_progress(done, total)
 
     if jobs == 1 or total < MIN_ROWS_FOR_POOL:
-        for chunk in chunks:
-            commit(_compare_chunk(chunk))
-        return total
+        step = min(CHUNK_ROWS, 50) if should_stop is not None else CHUNK_ROWS  # stop promptly when asked
+        for i in range(0, total, step):
+            if stop():
+                break
+            commit(_compare_chunk(rows[i : i + step]))
+        return done
     # spawn, not fork: the caller may hold threads (polars, the app) that fork would copy locked
     ctx = multiprocessing.get_context("spawn")
-    small = [c[i : i + 50] for c in chunks for i in range(0, len(c), 50)]  # even load across workers
-    with ProcessPoolExecutor(max_workers=min(jobs, len(small), os.cpu_count() or 1), mp_context=ctx) as pool:
+    small = [rows[i : i + 50] for i in range(0, total, 50)]  # even load across workers
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(small), os.cpu_count() or 1), mp_context=ctx)
+    try:
+        futures = [pool.submit(_compare_chunk, chunk) for chunk in small]
         pending: list[dict] = []
-        for part in pool.map(_compare_chunk, small):
-            pending += part
+        for future in futures:
+            if stop():
+                break
+            pending += future.result()
             if len(pending) >= CHUNK_ROWS:
                 commit(pending)
                 pending = []
         if pending:
             commit(pending)
-    return total
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return done
 
 
 def relax_geometry(cache: Cache, dataset: str, models: Iterable[str] | None = None, *, compute: bool = True,
-                   n_jobs: int | None = None, on_progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+                   n_jobs: int | None = None, on_progress: Callable[[int, int], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> pl.DataFrame:
     """The comparison of every ok relaxed row of ``dataset`` with its DFT structure, keyed like the
     prediction row it was made from (``material_id``, ``model``, ``weights_fingerprint``,
     ``pred_created_unix_s``); computes the missing ones first unless ``compute=False``."""
     models = list(models) if models is not None else None
     if compute:
-        update_relax_geometry(cache, dataset, models, n_jobs=n_jobs, on_progress=on_progress)
+        update_relax_geometry(cache, dataset, models, n_jobs=n_jobs, on_progress=on_progress, should_stop=should_stop)
     return cache.scan_relax_geometry(dataset, models).filter(pl.col("method") == METHOD).collect()
 
 

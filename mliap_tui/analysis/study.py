@@ -45,6 +45,7 @@ from mliap_tui.analysis.uncertainty import (
     DEFAULT_LEVEL,
     DEFAULT_N_BOOT,
     DEFAULT_SEED,
+    MIN_N_INTERVAL,
     SIGNIFICANCE_P,
     bootstrap_errors,
     bootstrap_paired_delta,
@@ -119,7 +120,7 @@ class StudyData:
 def interval_note(n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED, level: float = DEFAULT_LEVEL) -> str:
     """What every ``[lo,hi]`` of the study means, in one line."""
     return (f"[lo,hi] = {100 * level:g}% bootstrap percentile interval ({n_boot:,} resamples of the crystals, "
-            f"seed {seed})")
+            f"seed {seed}; none under {MIN_N_INTERVAL} crystals)")
 
 
 # ---- loading ------------------------------------------------------------------------------------
@@ -157,8 +158,9 @@ def _pair(ok: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
 
 
 def _relaxation_columns(cache: Cache, dataset: str, ok: pl.DataFrame, model_ids: list[str] | None,
-                        geometry: bool, n_jobs: int | None,
-                        on_progress: Callable[[int, int], None] | None) -> pl.DataFrame:
+                        geometry: bool, compute: bool, n_jobs: int | None,
+                        on_progress: Callable[[int, int], None] | None,
+                        should_stop: Callable[[], bool] | None) -> pl.DataFrame:
     """Relaxed rows get E_relaxed - E_static, steps, and the geometry comparison."""
     key = ["material_id", "model_id", "weights_fingerprint"]
     static_e = ok.filter(pl.col("mode") == Mode.STATIC).select(
@@ -179,7 +181,8 @@ def _relaxation_columns(cache: Cache, dataset: str, ok: pl.DataFrame, model_ids:
     if geometry and out.filter(pl.col("mode") == Mode.RELAX).height:
         from mliap_tui.analysis.relax_geometry import relax_geometry
 
-        geo = relax_geometry(cache, dataset, model_ids, n_jobs=n_jobs, on_progress=on_progress).select(
+        geo = relax_geometry(cache, dataset, model_ids, compute=compute, n_jobs=n_jobs, on_progress=on_progress,
+                             should_stop=should_stop).select(
             "material_id", pl.col("model").alias("model_id"), "weights_fingerprint",
             pl.col("pred_created_unix_s").alias("created_unix_s"), *geo_cols)
         out = out.join(geo.with_columns(mode=pl.lit(Mode.RELAX.value)),
@@ -199,12 +202,15 @@ def load_study(
     near_hull_only: bool = False,
     paired: bool = True,
     geometry: bool = True,
+    compute_geometry: bool = True,
     n_jobs: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> StudyData:
     """Read ``dataset``'s static and relaxed predictions (of ``models``: ids, default every model
-    in the cache) into the per-crystal rows of the study. ``geometry``: compare relaxed cells with
-    the DFT ones (computed once per relaxed row and cached; ``on_progress(done, total)``)."""
+    in the cache) into the per-crystal rows of the study. ``geometry``: join the comparison of the
+    relaxed cells with the DFT ones (:mod:`.relax_geometry`), computing the missing ones first
+    unless ``compute_geometry`` is false (``on_progress(done, total)``, ``should_stop()``)."""
     model_ids = list(models) if models else None
     holds = dataset_holds(cache, dataset)
     data = StudyData(dataset=dataset, rows=pl.DataFrame(), near_hull_only=near_hull_only, paired=paired)
@@ -231,7 +237,8 @@ def load_study(
         ok = ok.with_columns([pl.when(pl.col("model").is_in(list(excluded))).then(None).otherwise(pl.col(METRICS[m][2]))
                               .alias(METRICS[m][2]) for m in STUDY_METRICS])
         data.notes += [f"{m}: {reason} (energy errors left out; the relaxation columns stay)" for m, reason in excluded.items()]
-    ok = _relaxation_columns(cache, dataset, ok, model_ids, geometry, n_jobs, on_progress)
+    ok = _relaxation_columns(cache, dataset, ok, model_ids, geometry, compute_geometry, n_jobs, on_progress,
+                             should_stop)
     if near_hull_only:
         ok = ok.filter(pl.col("e_above_hull_dft_mp2020") < NEAR_HULL_EV_PER_ATOM)
     errors = [METRICS[m][2] for m in STUDY_METRICS]

@@ -20,10 +20,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from mliap_tui.core.units import (
-    MEV_PER_EV,
     format_duration,
-    format_interval,
     format_mev,
+    format_mev_interval,
     format_signed,
     plural,
 )
@@ -405,14 +404,12 @@ def summary(s: Any) -> list:
 
 
 def _mev_ci(value: float | None, lo: float | None, hi: float | None, *, signed: bool = False, colour: bool = False) -> str:
-    """``'25.3 [21.0,30.2]'`` from eV/atom values (meV/atom shown); ``'-'`` when missing."""
-    if value is None or value != value:
-        return "-"
-    text = format_mev(value, signed=signed)
-    if colour and signed:
-        text = _signed_mev(value)
-    interval = format_interval(lo, hi, 1, scale=MEV_PER_EV)
-    return f"{text} [dim]{interval}[/]" if interval else text
+    """``'25.3 [21.0,30.2]'`` from eV/atom values (meV/atom shown, the interval dim); ``'-'`` when missing."""
+    text = format_mev_interval(value, lo, hi, signed=signed)
+    head, sep, interval = text.partition(" ")
+    if colour and signed and head != "-":
+        head = _signed_mev(value)
+    return f"{head} [dim]{interval}[/]" if sep else head
 
 
 def _study_table(title: str, caption: str | None = None) -> Table:

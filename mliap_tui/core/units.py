@@ -83,10 +83,32 @@ def format_mev(value_ev: float | None, digits: int = 1, *, signed: bool = False,
 
 
 def format_interval(lo: float | None, hi: float | None, digits: int = 1, *, scale: float = 1.0) -> str:
-    """``'[21.0,30.2]'`` (values times ``scale``, e.g. MEV_PER_EV); ``''`` when there is no interval."""
+    """``'[21.0,30.2]'`` (values times ``scale``, e.g. MEV_PER_EV); ``''`` when there is no interval.
+    A bound that would round to zero but is not zero gets up to two more decimals (``-0.003``), so
+    an interval that excludes zero reads so."""
     if lo is None or hi is None or lo != lo or hi != hi:
         return ""
-    return f"[{format_signed(lo * scale, digits).lstrip('+')},{format_signed(hi * scale, digits).lstrip('+')}]"
+
+    def bound(x: float) -> str:
+        x *= scale
+        for extra in (0, 1, 2):
+            text = format_signed(x, digits + extra).lstrip("+")
+            if float(text) != 0 or x == 0:
+                return text
+        return format_signed(x, digits).lstrip("+")
+
+    return f"[{bound(lo)},{bound(hi)}]"
+
+
+def format_mev_interval(value_ev: float | None, lo_ev: float | None, hi_ev: float | None, digits: int = 1, *,
+                        signed: bool = False, none: str = "-") -> str:
+    """An eV value in meV with its interval: ``'25.3 [21.0,30.2]'`` (``signed``: ``'+1.2 [...]'``);
+    the value alone when there is no interval; ``none`` when there is no value."""
+    if value_ev is None or value_ev != value_ev:
+        return none
+    text = format_mev(value_ev, digits, signed=signed)
+    interval = format_interval(lo_ev, hi_ev, digits, scale=MEV_PER_EV)
+    return f"{text} {interval}" if interval else text
 
 
 def format_p_value(p: float | None) -> str:
@@ -115,6 +137,7 @@ __all__ = [
     "format_duration",
     "format_interval",
     "format_mev",
+    "format_mev_interval",
     "format_p_value",
     "format_signed",
     "gpa_to_ev_per_ang3",
