@@ -12,12 +12,12 @@ as the session fixture ``study_cache``.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
+
+from support import build_once
 
 from mliap_tui.cache import Cache
 
@@ -50,22 +50,7 @@ def build_cache(root: Path) -> Cache:
 
 
 def get_cache() -> Cache:
-    root = cache_root()
-    done = root / ".complete"
-    if done.exists():
-        return Cache(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(root) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not done.exists():
-                if root.exists():
-                    shutil.rmtree(root)
-                build_cache(root)
-                done.write_text(time.ctime())
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return Cache(root)
+    return Cache(build_once(cache_root(), build_cache))
 
 
 def copy_cache(dest: Path) -> Cache:

@@ -74,19 +74,34 @@ def _check(n_boot: int, level: float) -> None:
         raise ValueError(f"level must be between 0 and 1, got {level!r}")
 
 
+def finite_pairs(a, b, what: str = "paired samples") -> tuple[np.ndarray, np.ndarray]:
+    """Two equally long samples as float arrays, pairs with a non-finite value dropped."""
+    a = np.asarray(a, dtype=float).ravel()
+    b = np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"{what} differ in length: {a.size} and {b.size}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    return a[keep], b[keep]
+
+
 def _finite(values) -> np.ndarray:
     a = np.asarray(values, dtype=float).ravel()
     return a[np.isfinite(a)]
 
 
-def _resample_means(columns: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Means of each column over ``n_boot`` resamples of rows (the same rows for every column)."""
-    n = len(columns[0])
-    out = [np.empty(n_boot) for _ in columns]
+def _index_blocks(n: int, n_boot: int, rng: np.random.Generator):
+    """(start, stop, indices) blocks of ``n_boot`` resamples of ``n`` items, at most _BLOCK_VALUES
+    indices at a time (a big sample is resampled in pieces, not all in memory)."""
     block = max(1, _BLOCK_VALUES // max(n, 1))
     for start in range(0, n_boot, block):
         stop = min(n_boot, start + block)
-        idx = rng.integers(0, n, size=(stop - start, n))
+        yield start, stop, rng.integers(0, n, size=(stop - start, n))
+
+
+def _resample_means(columns: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Means of each column over ``n_boot`` resamples of rows (the same rows for every column)."""
+    out = [np.empty(n_boot) for _ in columns]
+    for start, stop, idx in _index_blocks(len(columns[0]), n_boot, rng):
         for col, dest in zip(columns, out):
             dest[start:stop] = col[idx].mean(axis=1)
     return out
@@ -119,12 +134,7 @@ def bootstrap_paired_delta(errors_a, errors_b, n_boot: int = DEFAULT_N_BOOT, see
     order): MAE(b) - MAE(a) and mean(b) - mean(a), with intervals from resampling items jointly.
     Pairs where either value is not finite are dropped."""
     _check(n_boot, level)
-    a = np.asarray(errors_a, dtype=float).ravel()
-    b = np.asarray(errors_b, dtype=float).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"paired samples differ in length: {a.size} and {b.size}")
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
+    a, b = finite_pairs(errors_a, errors_b)
     n = len(a)
     if n == 0:
         return ErrorEstimates(0, Estimate(NAN), Estimate(NAN))
@@ -146,12 +156,8 @@ def ols_slope(x, y) -> float:
 
 
 def _bootstrap_slopes(x: np.ndarray, y: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    n = len(x)
     out = np.empty(n_boot)
-    block = max(1, _BLOCK_VALUES // max(n, 1))
-    for start in range(0, n_boot, block):
-        stop = min(n_boot, start + block)
-        idx = rng.integers(0, n, size=(stop - start, n))
+    for start, stop, idx in _index_blocks(len(x), n_boot, rng):
         xs, ys = x[idx], y[idx]
         dx = xs - xs.mean(axis=1, keepdims=True)
         sxx = (dx * dx).sum(axis=1)
@@ -203,12 +209,7 @@ def trend(x, y, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED, level: f
     """Slope of ``y`` on ``x`` (least squares) with a pairs-bootstrap percentile interval, and
     Spearman's rho with its p-value. Pairs with a non-finite value are dropped."""
     _check(n_boot, level)
-    x = np.asarray(x, dtype=float).ravel()
-    y = np.asarray(y, dtype=float).ravel()
-    if x.shape != y.shape:
-        raise ValueError(f"x and y differ in length: {x.size} and {y.size}")
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y = finite_pairs(x, y, "x and y")
     n = len(x)
     slope = ols_slope(x, y) if n >= 2 else NAN
     rho, p = spearman(x, y)
@@ -232,6 +233,7 @@ __all__ = [
     "Trend",
     "bootstrap_errors",
     "bootstrap_paired_delta",
+    "finite_pairs",
     "ols_slope",
     "spearman",
     "trend",

@@ -623,10 +623,9 @@ def analyze_cell(
     return _with_canonical_letters(info, _letter_symmetry(hall_number))
 
 
-def _analyze_raw(
-    lattice_ang, species, frac_coords, symprec_ang: float, angle_tolerance_deg: float
-) -> tuple[SymmetryInfo, int]:
-    """:func:`analyze_cell` with spglib's own letters (not yet canonical) and the Hall number."""
+def _cell_arrays(lattice_ang, species, frac_coords) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """(3x3 lattice, n x 3 fractional coordinates, species, spglib type numbers) of a cell, checked
+    (SymmetryError: species and sites disagree, no site, non-finite values)."""
     lattice = np.asarray(lattice_ang, dtype=float).reshape(3, 3)
     frac = np.asarray(frac_coords, dtype=float).reshape(-1, 3)
     species = [str(s) for s in species]
@@ -636,10 +635,17 @@ def _analyze_raw(
         raise SymmetryError("cell has no sites")
     if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
         raise SymmetryError("non-finite lattice or coordinates")
+    kinds = {s: i + 1 for i, s in enumerate(dict.fromkeys(species))}
+    return lattice, frac, species, np.array([kinds[s] for s in species], dtype=np.intc)
+
+
+def _analyze_raw(
+    lattice_ang, species, frac_coords, symprec_ang: float, angle_tolerance_deg: float
+) -> tuple[SymmetryInfo, int]:
+    """:func:`analyze_cell` with spglib's own letters (not yet canonical) and the Hall number."""
+    lattice, frac, species, numbers = _cell_arrays(lattice_ang, species, frac_coords)
     if not symprec_ang > 0:
         raise ValueError(f"symprec_ang must be > 0 Å, got {symprec_ang!r}")
-    kinds = {s: i + 1 for i, s in enumerate(dict.fromkeys(species))}
-    numbers = np.array([kinds[s] for s in species], dtype=np.intc)
     ds = spglib_dataset(lattice, frac, numbers, float(symprec_ang), float(angle_tolerance_deg))
 
     number = int(ds.number)
@@ -758,15 +764,7 @@ def operations_per_cell(
     basis too (a 2x1x3 supercell of rutile sees only 8 of its 16). Raises SymmetryError when
     spglib cannot analyse the cell.
     """
-    lattice = np.asarray(lattice_ang, dtype=float).reshape(3, 3)
-    frac = np.asarray(frac_coords, dtype=float).reshape(-1, 3)
-    species = [str(s) for s in species]
-    if len(species) != len(frac) or not species:
-        raise SymmetryError(f"{len(species)} species for {len(frac)} sites")
-    if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
-        raise SymmetryError("non-finite lattice or coordinates")
-    kinds = {s: i + 1 for i, s in enumerate(dict.fromkeys(species))}
-    numbers = np.array([kinds[s] for s in species], dtype=np.intc)
+    lattice, frac, species, numbers = _cell_arrays(lattice_ang, species, frac_coords)
     ds = spglib_dataset(lattice, frac, numbers, float(symprec_ang), float(angle_tolerance_deg))
     n_primitive = len(set(np.asarray(ds.mapping_to_primitive).tolist()))
     return int(ds.number), point_group_order(int(ds.hall_number)) * len(species) // max(n_primitive, 1)
