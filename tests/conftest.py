@@ -18,3 +18,11 @@ def tui_cache() -> Cache:
     from support_tui import get_cache
 
     return get_cache()
+
+
+@pytest.fixture(scope="session")
+def study_cache() -> Cache:
+    """A real cache: 13 small sample crystals (real import), CHGNet 0.3.0 static and relaxed on all."""
+    from support_study import get_cache
+
+    return get_cache()

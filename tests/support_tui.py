@@ -21,14 +21,13 @@ session fixture ``tui_cache``.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import polars as pl
-from support import FIXTURES
+from support import FIXTURES, build_once
 
 from mliap_tui.cache import Cache
 
@@ -166,24 +165,7 @@ async def settle(pilot) -> None:
 
 
 def get_cache() -> Cache:
-    root = cache_root()
-    done = root / ".complete"
-    if done.exists():
-        return Cache(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(root) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not done.exists():
-                if root.exists():
-                    import shutil
-
-                    shutil.rmtree(root)
-                build_cache(root)
-                done.write_text(time.ctime())
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return Cache(root)
+    return Cache(build_once(cache_root(), build_cache))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from mliap_tui.core.vocab import METRICS, NEAR_HULL_EV_PER_ATOM
-
-DOF_BIN_EDGES = (1, 3, 6, 10, 15, 20, 30)  # bins [1,2], [3,5], [6,9], [10,14], [15,19], [20,29], [30,...)
+from mliap_tui.core.vocab import (
+    DOF_BIN_EDGES,  # bins [1,2], [3,5], [6,9], [10,14], [15,19], [20,29], [30,...)
+    METRICS,
+    NEAR_HULL_EV_PER_ATOM,
+    NEAR_HULL_GROUPS,
+)
 
 
 def dof_bin_label(total_dof: pl.Expr) -> pl.Expr:
@@ -40,21 +43,34 @@ def per_model(table: pl.DataFrame, metric: str) -> pl.DataFrame:
     return ok.group_by("model").agg(error_stats(err)).sort("model")
 
 
-def per_group(table: pl.DataFrame, metric: str, by: str) -> pl.DataFrame:
-    """Per (group, model) statistics; ``by`` is 'dof' (binned total DOF), 'crystal_system' or 'spacegroup'."""
-    err = METRICS[metric][2]
-    ok = table.filter((pl.col("status") == "ok") & pl.col(err).is_not_null())
+def with_group(table: pl.DataFrame, by: str, near_hull_ev_per_atom: float = NEAR_HULL_EV_PER_ATOM) -> pl.DataFrame:
+    """``table`` with ``group`` (label) and ``_order`` (sort key) columns for grouping ``by``:
+    'dof' (binned total DOF), 'crystal_system', 'spacegroup' or 'near_hull' (DFT Ehull below
+    ``near_hull_ev_per_atom``, eV/atom, or not; rows without a DFT Ehull get no group)."""
     if by == "dof":
-        ok = ok.with_columns(group=dof_bin_label(pl.col("total_dof")), _order=pl.col("total_dof").min().over(dof_bin_label(pl.col("total_dof"))))
-    elif by == "crystal_system":
-        ok = ok.with_columns(group=pl.col("crystal_system"), _order=pl.col("spacegroup_number").min().over("crystal_system"))
-    elif by == "spacegroup":
-        ok = ok.with_columns(
+        label = dof_bin_label(pl.col("total_dof"))
+        return table.with_columns(group=label, _order=pl.col("total_dof").min().over(label))
+    if by == "crystal_system":
+        return table.with_columns(group=pl.col("crystal_system"), _order=pl.col("spacegroup_number").min().over("crystal_system"))
+    if by == "spacegroup":
+        return table.with_columns(
             group=pl.format("{} {}", pl.col("spacegroup_number"), pl.col("spacegroup_symbol")),
             _order=pl.col("spacegroup_number"),
         )
-    else:
-        raise ValueError(f"unknown grouping {by!r}: use dof, crystal_system or spacegroup")
+    if by == "near_hull":
+        near = pl.col("e_above_hull_dft_mp2020") < near_hull_ev_per_atom
+        return table.with_columns(
+            group=pl.when(near).then(pl.lit(NEAR_HULL_GROUPS[0])).otherwise(pl.lit(NEAR_HULL_GROUPS[1])),
+            _order=pl.when(near).then(0).otherwise(1),
+        ).filter(pl.col("e_above_hull_dft_mp2020").is_not_null())
+    raise ValueError(f"unknown grouping {by!r}: use dof, crystal_system, spacegroup or near_hull")
+
+
+def per_group(table: pl.DataFrame, metric: str, by: str) -> pl.DataFrame:
+    """Per (group, model) statistics; ``by`` is 'dof' (binned total DOF), 'crystal_system',
+    'spacegroup' or 'near_hull'."""
+    err = METRICS[metric][2]
+    ok = with_group(table.filter((pl.col("status") == "ok") & pl.col(err).is_not_null()), by)
     return (
         ok.group_by("group", "model")
         .agg(pl.col("_order").min(), *error_stats(err))

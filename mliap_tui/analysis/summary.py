@@ -16,6 +16,7 @@ from mliap_tui.analysis.aggregate import per_group, per_model
 from mliap_tui.analysis.errors import error_table
 from mliap_tui.analysis.weights import WeightsNote, weights_notes
 from mliap_tui.cache import Cache
+from mliap_tui.core.vocab import GROUPINGS, METRIC_SYMBOL, METRICS
 
 SAME_ERROR_NOTE = (
     "E (total energy), Eform and Ehull on the fixed DFT hull share one error per crystal: the same "
@@ -107,6 +108,7 @@ class StatsBlock:
     metrics: list[str]
     stats: dict[str, pl.DataFrame]  # metric -> per_model() frame
     caption: str = ""
+    same_error: bool = True  # the total-energy row stands for Eform and the fixed-hull Ehull too
 
 
 @dataclass
@@ -157,6 +159,7 @@ def summarize(
         "total energies only: this dataset has no formation energies or Ehull to compare")
     out.blocks.append(StatsBlock(
         f"errors vs DFT, meV/atom ({out.scope})", metrics, {m: per_model(table, m) for m in metrics}, caption,
+        same_error=bool(holds.thermo),
     ))
     if not near_hull and holds.thermo:
         near = near_hull_rows(table)
@@ -179,5 +182,13 @@ def summarize(
         out.grouped = element_errors(table, metric, weighting).sort("z", "model").rename({"element": "group"})
         out.weighting = weighting
     elif by:
+        dft_column = METRICS[metric][0]
+        if metric != "e_per_atom" and not table[dft_column].is_not_null().any():
+            # e.g. WBM: total energies only. Say so and show what it has, not an empty table.
+            out.notes.append(f"{dataset} has no DFT {METRIC_SYMBOL[metric]} values: the table by "
+                             f"{GROUPINGS[by]} shows the total-energy error instead")
+            out.metric = metric = "e_per_atom"
+        if by == "near_hull" and not table["e_above_hull_dft_mp2020"].is_not_null().any():
+            out.notes.append(f"{dataset} has no DFT Ehull: no near-hull split (try --by dof)")
         out.grouped = per_group(table, metric, by)
     return out

@@ -89,10 +89,37 @@ PREDICTION_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "created_unix_s": (pl.Float64, "when the row was committed (Unix seconds)"),
 }
 
+#: Column -> (dtype, description). Derived per relaxed prediction row: how the model-relaxed cell
+#: compares with the DFT one (``mliap_tui.analysis.relax_geometry``). Computed once per relaxed
+#: row (StructureMatcher is too slow to repeat over a full study) and kept under
+#: ``datasets/<dataset>/derived/relax_geometry/<model>/``.
+RELAX_GEOMETRY_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "material_id": (pl.Utf8, "material of the relaxed prediction"),
+    "model": (pl.Utf8, "model id of the relaxed prediction"),
+    "weights_fingerprint": (pl.Utf8, "weights of the relaxed prediction (null: unrecorded)"),
+    "pred_created_unix_s": (pl.Float64, "created_unix_s of the prediction row compared (a newer row is compared again)"),
+    "method": (pl.Utf8, "matcher and symmetry settings the row was computed with"),
+    "matched": (pl.Boolean, "StructureMatcher matched the relaxed cell to the DFT structure"),
+    "rmsd_ang": (pl.Float64, "RMS displacement relaxed vs DFT after scaling both to their common volume (Å); null: no match"),
+    "rmsd_norm": (pl.Float64, "the same as pymatgen reports it: divided by (volume per atom)^(1/3); null: no match"),
+    "max_dist_ang": (pl.Float64, "largest displacement of a matched site (Å); null: no match"),
+    "volume_change_pct": (pl.Float64, "relaxed cell volume / DFT cell volume - 1 (%)"),
+    "ops_per_cell_dft": (pl.Int32, "space-group operations per cell of the DFT structure (spglib)"),
+    "spacegroup_number_relaxed": (pl.Int16, "space group of the relaxed cell (spglib, same tolerances)"),
+    "ops_per_cell_relaxed": (pl.Int32, "space-group operations per cell of the relaxed cell"),
+    "symmetry_change": (pl.Utf8, "kept | lowered | raised | changed | unknown (core.vocab.SymmetryChange)"),
+    "error": (pl.Utf8, "why a value is missing (unreadable cell, spglib failure)"),
+}
+
 MATERIALS_SCHEMA = pl.Schema({name: dtype for name, (dtype, _) in MATERIALS_COLUMNS.items()})
 PREDICTIONS_SCHEMA = pl.Schema({name: dtype for name, (dtype, _) in PREDICTION_COLUMNS.items()})
+RELAX_GEOMETRY_SCHEMA = pl.Schema({name: dtype for name, (dtype, _) in RELAX_GEOMETRY_COLUMNS.items()})
 #: What makes two rows the same evaluation: the newest row per key wins. Rows made with other
 #: weights (another fingerprint) under the same model id are another evaluation, kept beside it.
 PREDICTION_KEY = ("material_id", "model", "weights_fingerprint", "mode")
 
-__all__ = ["MATERIALS_COLUMNS", "MATERIALS_SCHEMA", "PREDICTIONS_SCHEMA", "PREDICTION_COLUMNS", "PREDICTION_KEY", "SCHEMA_VERSION"]
+#: What makes two relax-geometry rows the same comparison (the newest wins).
+RELAX_GEOMETRY_KEY = ("material_id", "model", "weights_fingerprint", "pred_created_unix_s", "method")
+
+__all__ = ["MATERIALS_COLUMNS", "MATERIALS_SCHEMA", "PREDICTIONS_SCHEMA", "PREDICTION_COLUMNS", "PREDICTION_KEY",
+           "RELAX_GEOMETRY_COLUMNS", "RELAX_GEOMETRY_KEY", "RELAX_GEOMETRY_SCHEMA", "SCHEMA_VERSION"]

@@ -7,6 +7,9 @@ Layout under the cache root (default ``./cache``, or ``--cache DIR`` / ``$MLIAP_
     <root>/datasets/<dataset>/atom_properties.parquet      per-atom values some sets carry (Si sets: r)
     <root>/datasets/<dataset>/predictions/<model>/<mode>/part-*.parquet
                                                            committed result chunks (PREDICTIONS_SCHEMA)
+    <root>/datasets/<dataset>/derived/relax_geometry/<model>/part-*.parquet
+                                                           relaxed vs DFT cell, per relaxed row
+                                                           (RELAX_GEOMETRY_SCHEMA; recomputable)
 
 Every write goes to a temporary file in the same folder and is renamed into place, so a reader
 (or a killed writer) never sees half a file; a write that fails (disk full, read-only, a folder
@@ -34,6 +37,8 @@ from mliap_tui.cache.schema import (
     MATERIALS_SCHEMA,
     PREDICTION_KEY,
     PREDICTIONS_SCHEMA,
+    RELAX_GEOMETRY_KEY,
+    RELAX_GEOMETRY_SCHEMA,
     SCHEMA_VERSION,
 )
 from mliap_tui.core.files import WriteError, write_bytes_atomic
@@ -222,6 +227,35 @@ class Cache:
         if mode is not None:
             lf = lf.filter(pl.col("mode") == mode)
         return lf.sort("created_unix_s").unique(subset=list(PREDICTION_KEY), keep="last", maintain_order=True)
+
+    # ---- derived per-row values (recomputable; kept because they are slow) --------------
+    def relax_geometry_dir(self, dataset: str, model: str | None = None) -> Path:
+        path = self.dataset_dir(dataset) / "derived" / "relax_geometry"
+        return path / check_name(model, "model id") if model is not None else path
+
+    def write_relax_geometry_chunk(self, dataset: str, model: str, df: pl.DataFrame) -> Path:
+        """Commit one chunk of relaxed-vs-DFT comparisons of ``model`` (RELAX_GEOMETRY_SCHEMA)."""
+        df = conform(df, RELAX_GEOMETRY_SCHEMA)
+        name = f"part-{int(1e6 * _now()):020d}-{uuid.uuid4().hex[:8]}-n{df.height}.parquet"
+        return write_parquet_atomic(df, self.relax_geometry_dir(dataset, model) / name)
+
+    def scan_relax_geometry(self, dataset: str, models: Iterable[str] | None = None) -> pl.LazyFrame:
+        """Every committed comparison, one row per RELAX_GEOMETRY_KEY (the newest wins). A
+        damaged file is skipped (and moved to quarantine): its rows are simply computed again."""
+        files: list[Path] = []
+        for model in models if models is not None else [None]:
+            base = self.relax_geometry_dir(dataset, model)
+            if base.is_dir():
+                for path in sorted(base.rglob("part-*.parquet")):
+                    error = check_parquet(path)
+                    if error is None:
+                        files.append(path)
+                    else:
+                        quarantine(self.root, path, dataset, None, None, error)
+        if not files:
+            return pl.LazyFrame(schema=RELAX_GEOMETRY_SCHEMA)
+        lf = pl.scan_parquet(files, schema=RELAX_GEOMETRY_SCHEMA, missing_columns="insert")
+        return lf.unique(subset=list(RELAX_GEOMETRY_KEY), keep="last", maintain_order=True)
 
     def verify(self, datasets: Iterable[str]) -> tuple[int, list]:
         """Read every file of ``datasets`` in full; quarantine what cannot be read.

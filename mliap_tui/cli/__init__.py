@@ -3,6 +3,7 @@ with :func:`register` and sets ``handler`` on them, so there is one way a comman
 
     data.py      data import | data show          models.py   models
     run.py       run                              summary.py  summary
+    study.py     study dof
     export.py    export                           pes.py      pes
     forces.py    softening | rare-events          cache.py    cache check
     report.py    figures | report                 doctor.py   doctor
@@ -40,6 +41,7 @@ typical session:
   mliap-tui models                                 # which models can run here, and why not
   mliap-tui run --data sample --models chgnet-0.3.0,sevennet-0
   mliap-tui summary --by dof                       # MAE / mean signed error per DOF bin
+  mliap-tui study dof                              # static vs relaxed by DOF, intervals, trend
   mliap-tui pes mp-560588 --axes Zn:2b:z,lattice:c/a --models chgnet-0.3.0,sevennet-0
   mliap-tui softening --data si-vacancy            # force softening scale (after run --forces)
   mliap-tui report --out report.html               # tables, figures and provenance in one file
@@ -50,7 +52,7 @@ underprediction is negative. Results live in parquet files under the cache folde
 """
 
 #: command modules, in the order `--help` lists them
-COMMAND_MODULES = ("data", "models", "run", "summary", "export", "pes", "forces", "report", "cache", "doctor")
+COMMAND_MODULES = ("data", "models", "run", "summary", "study", "export", "pes", "forces", "report", "cache", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

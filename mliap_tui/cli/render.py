@@ -19,12 +19,20 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from mliap_tui.core.units import format_duration, format_mev, plural
+from mliap_tui.core.units import (
+    format_duration,
+    format_mev,
+    format_mev_interval,
+    format_signed,
+    plural,
+)
 from mliap_tui.core.vocab import (
     CRYSTAL_SYSTEMS,
     GROUPINGS,
     METRIC_LABEL,
     METRIC_SHORT_LABEL,
+    METRIC_SYMBOL,
+    CrystalSystem,
 )
 from mliap_tui.data.importer import binned_histogram
 
@@ -321,7 +329,8 @@ def stats_block(block: Any) -> Table:
     out.add_column("model", no_wrap=True)
     out.add_column("metric", no_wrap=True)
     _stat_columns(out)
-    labels = {**METRIC_SHORT_LABEL, "e_per_atom": SAME_ERROR_LABEL}
+    same = getattr(block, "same_error", True)
+    labels = {**METRIC_SHORT_LABEL, "e_per_atom": SAME_ERROR_LABEL if same else "E (total)"}
     for metric in block.metrics:
         for row in block.stats[metric].iter_rows(named=True):
             out.add_row(model_cell(row["model"]), labels[metric], *_stat_cells(row))
@@ -388,6 +397,196 @@ def summary(s: Any) -> list:
         out.append(failures)
     if s.by and s.grouped is not None:
         out.append(group_table(s.grouped, s.metric, s.by, s.weighting))
+    return out
+
+
+# ---- study dof -------------------------------------------------------------------------------------
+
+
+def _mev_ci(value: float | None, lo: float | None, hi: float | None, *, signed: bool = False, colour: bool = False) -> str:
+    """``'25.3 [21.0,30.2]'`` from eV/atom values (meV/atom shown, the interval dim); ``'-'`` when missing."""
+    text = format_mev_interval(value, lo, hi, signed=signed)
+    head, sep, interval = text.partition(" ")
+    if colour and signed and head != "-":
+        head = _signed_mev(value)
+    return f"{head} [dim]{interval}[/]" if sep else head
+
+
+def _study_table(title: str, caption: str | None = None) -> Table:
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+                 caption=caption, caption_justify="left")
+
+
+def _group_header(by: str) -> str:
+    return {"dof": "DOF", "crystal_system": "system", "near_hull": "Ehull", "all": ""}.get(by, by)
+
+
+def _group_cell(group: str, by: str) -> str:
+    if by == "crystal_system" and group in CRYSTAL_SYSTEMS:
+        return CrystalSystem(group).abbrev
+    return group
+
+
+_VIEW_TITLE = {"static": "static (model at the DFT structure)", "relax": "relaxed (model-relaxed energy vs DFT)",
+               "difference": "relaxed - static, same crystals"}
+
+
+def study_view_table(frame: pl.DataFrame, view: str, metric: str, by: str, models: list[str]) -> Table:
+    """One view (static / relax / difference) of ``error_stats`` rows by group, meV/atom."""
+    what = ("change of MAE and mean signed error" if view == "difference" else "MAE and mean signed error")
+    out = _study_table(f"{_VIEW_TITLE[view]}: {METRIC_LABEL[metric]}, {what} by {GROUPINGS[by]}, meV/atom")
+    out.add_column(_group_header(by), no_wrap=True)
+    out.add_column("model", no_wrap=True)
+    out.add_column("n", justify="right", no_wrap=True)
+    out.add_column("ΔMAE [95%]" if view == "difference" else "MAE [95%]", justify="right", no_wrap=True)
+    out.add_column("Δ signed [95%]" if view == "difference" else "signed [95%]", justify="right", no_wrap=True)
+    rows = frame.filter(pl.col("view") == view).sort("order", "group", "model")
+    previous = None
+    for row in rows.iter_rows(named=True):
+        if previous is not None and row["group"] != previous:
+            out.add_section()
+        out.add_row(
+            _group_cell(row["group"], by) if row["group"] != previous else "",
+            _short(row["model"], 12), f"{row['n']:,}",
+            _mev_ci(row["mae_ev_per_atom"], row["mae_lo_ev_per_atom"], row["mae_hi_ev_per_atom"],
+                    signed=view == "difference"),
+            _mev_ci(row["mean_signed_ev_per_atom"], row["mean_signed_lo_ev_per_atom"],
+                    row["mean_signed_hi_ev_per_atom"], signed=True, colour=True),
+        )
+        previous = row["group"]
+    return out
+
+
+def study_headline(headline: pl.DataFrame, metrics: list[str], models: list[str],
+                   rebuilt_note: str | None = None) -> Table:
+    """MAE of every metric over every crystal per model: static, relaxed and relaxed - static rows
+    (meV/atom). E, Eform and the fixed-hull Ehull share one error per crystal: one column for the three."""
+    from mliap_tui.analysis.summary import SAME_ERROR_LABEL
+
+    same = {"e_per_atom", "e_form_per_atom", "e_above_hull"} <= set(metrics)
+    shown = [m for m in metrics if not (same and m in ("e_form_per_atom", "e_above_hull"))]
+    labels = {**METRIC_SYMBOL, "e_per_atom": SAME_ERROR_LABEL.replace(" ", "") if same else "E (total)"}
+    notes = ["E=Eform=Ehull: one error per crystal (the same elemental references and DFT hull enter both sides)"
+             if same else "", "Ehull(b) = " + (rebuilt_note or "Ehull on hulls rebuilt from this dataset")
+             if "e_above_hull_rebuilt" in shown else ""]
+    out = _study_table("MAE over all crystals, meV/atom [95%]", "; ".join(n for n in notes if n) or None)
+    out.add_column("model", no_wrap=True)
+    out.add_column("", no_wrap=True)
+    for metric in shown:
+        out.add_column(labels[metric], justify="right", no_wrap=True)
+    for model in models:
+        mine = headline.filter(pl.col("model") == model)
+        views = [v for v in ("static", "relax", "difference") if mine.filter(pl.col("view") == v).height]
+        first = [_short(model, 12), f"[dim]n={mine['n'].max():,}[/]" if mine.height else ""]
+        for i, view in enumerate(views):
+            cells = []
+            for metric in shown:
+                row = mine.filter((pl.col("metric") == metric) & (pl.col("view") == view))
+                r = row.row(0, named=True) if row.height else None
+                cells.append(_mev_ci(r["mae_ev_per_atom"], r["mae_lo_ev_per_atom"], r["mae_hi_ev_per_atom"],
+                                     signed=view == "difference") if r else "[dim]-[/]")
+            label = {"static": "static", "relax": "relaxed", "difference": "Δ relax"}[view]
+            out.add_row(first[i] if i < 2 else "", label, *cells)
+        if len(views) < 2:
+            out.add_row(first[1], "[dim]not relaxed[/]", *("" for _ in shown))
+        out.add_section()
+    return out
+
+
+def study_relaxation_table(relax: pl.DataFrame, by: str) -> Table:
+    """What relaxing did, by group: relaxation energy, RMSD to DFT, space-group changes."""
+    caption = ("Erelax = E_relaxed - E_static (meV/atom, mean [95%]); RMSD: median over the crystals "
+               "StructureMatcher matched (Å, both cells at their common volume), 'no m.' = no match found "
+               "(not in the RMSD); k/l/r = space group kept / lowered / raised (fewer / more symmetry "
+               "operations per cell)")
+    out = _study_table(f"what relaxing did, by {GROUPINGS[by]}", caption)
+    out.add_column(_group_header(by), no_wrap=True)
+    out.add_column("model", no_wrap=True)
+    out.add_column("n", justify="right", no_wrap=True)
+    out.add_column("Erelax [95%]", justify="right", no_wrap=True)
+    out.add_column("RMSD Å", justify="right", no_wrap=True)
+    out.add_column("no m.", justify="right", no_wrap=True)
+    out.add_column("k/l/r", justify="right", no_wrap=True)
+    previous = None
+    for row in relax.filter(pl.col("grouping") == by).sort("order", "group", "model").iter_rows(named=True):
+        if previous is not None and row["group"] != previous:
+            out.add_section()
+        out.add_row(_group_cell(row["group"], by) if row["group"] != previous else "", _short(row["model"], 12),
+                    f"{row['n']:,}", *_relax_cells(row))
+        previous = row["group"]
+    return out
+
+
+def _relax_cells(row: dict) -> list[str]:
+    rmsd = row["rmsd_median_ang"]
+    return [
+        _mev_ci(row["e_relax_ev_per_atom"], row["e_relax_lo_ev_per_atom"], row["e_relax_hi_ev_per_atom"], signed=True),
+        "-" if rmsd is None else f"{rmsd:.3f}",
+        f"{row['n_compared'] - row['n_matched']:,}" if row["n_compared"] else "-",
+        f"{row['n_kept']}/{row['n_lowered']}/{row['n_raised']}",
+    ]
+
+
+def study_relaxation_line(row: dict) -> str:
+    """One model's relaxation over every crystal, in a sentence with units."""
+    rmsd = row["rmsd_median_ang"]
+    other = row["n_changed"] + row["n_unknown"]
+    parts = [
+        f"Erelax mean {_mev_ci(row['e_relax_ev_per_atom'], row['e_relax_lo_ev_per_atom'], row['e_relax_hi_ev_per_atom'], signed=True)} meV/atom",
+        f"RMSD median {'-' if rmsd is None else f'{rmsd:.3f}'} Å ({row['n_matched']:,} of {row['n_compared']:,} matched)",
+        f"space group kept {row['n_kept']:,}, lowered {row['n_lowered']:,}, raised {row['n_raised']:,}"
+        + (f", other {other:,}" if other else ""),
+    ]
+    if row["volume_change_mean_pct"] is not None:
+        parts.append(f"volume {format_signed(row['volume_change_mean_pct'], 2)} %")
+    if row["relax_steps_median"] is not None:
+        parts.append(f"median {row['relax_steps_median']:.0f} FIRE steps")
+    return f"[bold]{escape(row['model'])}[/] relaxed {row['n']:,} crystals: " + ", ".join(parts)
+
+
+def trend_lines(trends: pl.DataFrame, view: str) -> Table:
+    """The DOF-trend sentences of one view, a row per model and quantity (wrapped in their column)."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for row in trends.filter(pl.col("view") == view).iter_rows(named=True):
+        style = "bold" if row["significant"] else "dim"
+        grid.add_row(f"[{style}]{escape(_short(row['model'], 12))}[/]", escape(row["sentence"]))
+    return grid
+
+
+def study(s: Any) -> list:
+    """Every table of a Study (``mliap-tui study dof``)."""
+    data = s.data
+    if data.empty_reason:
+        return [escape(data.empty_reason)]
+    n_crystals = data.rows["material_id"].n_unique() if data.rows.height else 0
+    scope = f"{data.dataset}" + (", DFT Ehull < 50 meV/atom" if data.near_hull_only else "")
+    out: list = [
+        f"[bold]study dof[/]: {escape(scope)} ({plural(n_crystals, 'crystal')}), models {escape(', '.join(data.models))}",
+        f"[dim]n = crystals per row; {escape(s.interval)}; energies meV/atom, signed error = prediction - DFT "
+        "(negative = underpredicted), MP2020 convention[/]",
+    ]
+    if data.fallback:
+        out.append(f"[yellow]{escape(data.fallback)}[/]")
+    out += [f"[yellow]{escape(n)}[/]" for n in [*s.notes, *data.notes]]
+    if s.metric is not None and s.headline.height:
+        out += ["", study_headline(s.headline, data.metrics, data.models, data.rebuilt_hull_note)]
+        for view in ("static", "relax", "difference"):
+            if not s.grouped.filter(pl.col("view") == view).height:
+                continue
+            out += ["", study_view_table(s.grouped, view, s.metric, s.by, data.models),
+                    f"DOF trend of the {METRIC_LABEL[s.metric]} error over every crystal (total DOF of the DFT "
+                    "structure; |error|, then signed):",
+                    trend_lines(s.trends, view)]
+    all_rows = s.relax.filter(pl.col("grouping") == "all")
+    if all_rows.height:
+        out += ["", *(study_relaxation_line(r) for r in all_rows.iter_rows(named=True)),
+                "", study_relaxation_table(s.relax, s.by)]
+    if data.missing_relax:
+        what = "no relaxed rows" if not data.relaxed_models else f"no relaxed rows for {', '.join(data.missing_relax)}"
+        out += ["", f"[yellow]{escape(what)}: the relaxed half of the study needs them:[/]",
+                f"  {escape(data.relax_command or '')}"]
     return out
 
 

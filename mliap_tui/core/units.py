@@ -82,6 +82,46 @@ def format_mev(value_ev: float | None, digits: int = 1, *, signed: bool = False,
     return text.lstrip("-") if float(text) == 0.0 else text
 
 
+def format_interval(lo: float | None, hi: float | None, digits: int = 1, *, scale: float = 1.0) -> str:
+    """``'[21.0,30.2]'`` (values times ``scale``, e.g. MEV_PER_EV); ``''`` when there is no interval.
+    A bound that would round to zero but is not zero gets up to two more decimals (``-0.003``), so
+    an interval that excludes zero reads so."""
+    if lo is None or hi is None or lo != lo or hi != hi:
+        return ""
+
+    def bound(x: float) -> str:
+        x *= scale
+        for extra in (0, 1, 2):
+            text = format_signed(x, digits + extra).lstrip("+")
+            if float(text) != 0 or x == 0:
+                return text
+        return format_signed(x, digits).lstrip("+")
+
+    return f"[{bound(lo)},{bound(hi)}]"
+
+
+def format_mev_interval(value_ev: float | None, lo_ev: float | None, hi_ev: float | None, digits: int = 1, *,
+                        signed: bool = False, none: str = "-") -> str:
+    """An eV value in meV with its interval: ``'25.3 [21.0,30.2]'`` (``signed``: ``'+1.2 [...]'``);
+    the value alone when there is no interval; ``none`` when there is no value."""
+    if value_ev is None or value_ev != value_ev:
+        return none
+    text = format_mev(value_ev, digits, signed=signed)
+    interval = format_interval(lo_ev, hi_ev, digits, scale=MEV_PER_EV)
+    return f"{text} {interval}" if interval else text
+
+
+def format_p_value(p: float | None) -> str:
+    """A p-value: ``'0.012'``, ``'3.2e-05'``, ``'<1e-300'``; ``'-'`` when undefined."""
+    if p is None or p != p:
+        return "-"
+    if p == 0:
+        return "<1e-300"
+    if p < 1e-3:
+        return f"{p:.1e}"
+    return f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+
+
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
     """``'1 space group'``, ``'2 space groups'``, ``'1,024 crystals'``."""
     word = noun if n == 1 else (plural_form or noun + "s")
@@ -95,7 +135,10 @@ __all__ = [
     "ev_per_ang3_to_gpa",
     "format_bytes",
     "format_duration",
+    "format_interval",
     "format_mev",
+    "format_mev_interval",
+    "format_p_value",
     "format_signed",
     "gpa_to_ev_per_ang3",
     "plural",

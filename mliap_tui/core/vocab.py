@@ -169,6 +169,31 @@ class EnergyConvention(StrEnum):
         return "r2SCAN energies are not compared with the PBE hull" if self is EnergyConvention.R2SCAN else None
 
 
+# ---- relaxation: what happened to the symmetry ---------------------------------------------------
+
+
+class SymmetryChange(StrEnum):
+    """Space group of the model-relaxed cell against the DFT one (``symmetry.symmetry_change``).
+
+    Decided by the number of symmetry operations spglib finds for the cell as given (pure
+    translations of a supercell included): relaxation keeps the cell's atoms, so a subgroup has
+    strictly fewer operations and a supergroup strictly more.
+    """
+
+    KEPT = "kept"  # same space group, same operations
+    LOWERED = "lowered"  # fewer operations: the model broke symmetry
+    RAISED = "raised"  # more operations: the model made the cell more symmetric
+    CHANGED = "changed"  # another group with as many operations (neither contains the other)
+    UNKNOWN = "unknown"  # spglib could not analyse one of the two cells
+
+    @property
+    def label(self) -> str:
+        return self.value
+
+
+SYMMETRY_CHANGES: tuple[str, ...] = tuple(c.value for c in SymmetryChange)
+
+
 # ---- metrics -----------------------------------------------------------------------------------
 
 
@@ -251,7 +276,20 @@ GROUPINGS: dict[str, str] = {
     "crystal_system": "crystal system",
     "spacegroup": "space group",
     "element": "element",
+    "near_hull": "DFT Ehull band",
 }
+#: Groupings of the study view (``mliap-tui study dof --by``, the Study screen), in cycling order.
+STUDY_GROUPINGS: tuple[str, ...] = ("dof", "crystal_system", "near_hull")
+#: Views of the study: static errors, relaxed errors, and relaxed minus static on the same crystals.
+STUDY_VIEWS: dict[str, str] = {
+    "static": "static (DFT geometry)",
+    "relax": "relaxed by the model",
+    "difference": "relaxed - static",
+}
+#: Lower edges of the total-DOF bins: [1,2], [3,5], [6,9], [10,14], [15,19], [20,29], [30,...).
+DOF_BIN_EDGES: tuple[int, ...] = (1, 3, 6, 10, 15, 20, 30)
+#: The two groups of the near-hull grouping (DFT Ehull below / at or above NEAR_HULL_EV_PER_ATOM).
+NEAR_HULL_GROUPS: tuple[str, str] = ("near hull", "above")
 #: DOF columns of the materials table -> labels.
 DOF_LABELS: dict[str, str] = {
     "total_dof": "total DOF",
@@ -266,6 +304,7 @@ __all__ = [
     "DEFAULT_ANGLE_TOLERANCE_DEG",
     "DEFAULT_MIN_DISTANCE_ANG",
     "DEFAULT_SYMPREC_ANG",
+    "DOF_BIN_EDGES",
     "DOF_LABELS",
     "DTYPES",
     "GROUPINGS",
@@ -276,6 +315,10 @@ __all__ = [
     "METRIC_SHORT_LABEL",
     "MODES",
     "NEAR_HULL_EV_PER_ATOM",
+    "NEAR_HULL_GROUPS",
+    "STUDY_GROUPINGS",
+    "STUDY_VIEWS",
+    "SYMMETRY_CHANGES",
     "CrystalSystem",
     "DType",
     "EnergyConvention",
@@ -283,5 +326,6 @@ __all__ = [
     "Metric",
     "Mode",
     "Status",
+    "SymmetryChange",
     "WorkerErrorKind",
 ]

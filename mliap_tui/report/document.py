@@ -1,6 +1,6 @@
 """``mliap-tui report``: one self-contained HTML file (or Markdown with the figures beside it) that a
 researcher can send: the dataset, per-model error tables (static and relaxed), the breakdown by
-DOF, the figures, and the provenance of every row (package and model versions, weights
+DOF, the static-vs-relaxed study with bootstrap intervals and the DOF trend, the figures, and the provenance of every row (package and model versions, weights
 fingerprints and where the weights came from, their canary verdict, devices, runs, dates).
 
 The HTML embeds its figures as base64 PNG and its style inline: it opens offline, alone.
@@ -25,7 +25,7 @@ from mliap_tui import __version__
 from mliap_tui.cache import Cache
 from mliap_tui.core.files import write_bytes_atomic
 from mliap_tui.core.units import MEV_PER_EV
-from mliap_tui.core.vocab import METRIC_LABEL, METRIC_SHORT_LABEL
+from mliap_tui.core.vocab import METRIC_LABEL, METRIC_SHORT_LABEL, STUDY_VIEWS
 
 REPORT_FORMATS = ("html", "md")
 ENV_PACKAGES = ("torch", "chgnet", "sevenn", "mace-torch", "matgl", "orb-models", "pymatgen", "spglib", "ase",
@@ -149,6 +149,61 @@ def errors_section(cache: Cache, dataset: str, mode: str) -> Section | None:
     return sec
 
 
+def _with_interval(value: float | None, lo: float | None, hi: float | None, signed: bool = False) -> str:
+    from mliap_tui.core.units import format_interval
+
+    return f"{_mev(value, signed)} {format_interval(lo, hi, scale=MEV_PER_EV)}".strip()
+
+
+def study_rows(stats: pl.DataFrame, first: Sequence[str]) -> list[list[str]]:
+    """``analysis.study.error_stats`` rows as strings: the ``first`` columns, then n, MAE and mean
+    signed error in meV/atom, each with its bootstrap interval."""
+    out = []
+    for r in stats.iter_rows(named=True):
+        head = [STUDY_VIEWS.get(r[c], r[c]) if c == "view" else METRIC_SHORT_LABEL.get(r[c], r[c]) if c == "metric"
+                else str(r[c]) for c in first]
+        out.append([*head, f"{r['n']:,}",
+                    _with_interval(r["mae_ev_per_atom"], r["mae_lo_ev_per_atom"], r["mae_hi_ev_per_atom"]),
+                    _with_interval(r["mean_signed_ev_per_atom"], r["mean_signed_lo_ev_per_atom"],
+                                   r["mean_signed_hi_ev_per_atom"], True)])
+    return out
+
+
+STUDY_COLUMNS = ["n", "MAE meV/atom [95 % CI]", "mean signed meV/atom [95 % CI]"]
+
+
+def study_section(cache: Cache, dataset: str, models: Sequence[str] | None, metric: str) -> Section | None:
+    """Static vs relaxed (``mliap-tui study dof``): errors of every crystal and by DOF bin with
+    bootstrap intervals, and the DOF trend. None when no model has relaxed rows."""
+    from mliap_tui.analysis.study import run_study
+
+    study = run_study(cache, dataset, models, metric=metric, by="dof", geometry=False)
+    data = study.data
+    if data.empty_reason or not data.relaxed_models or study.metric is None:
+        return None
+    sec = Section("Static vs relaxed: the symmetry study")
+    sec.paragraphs.append(
+        "Each model's errors at the DFT geometry (static), after the model relaxed the crystal (relaxed), and "
+        "relaxed − static on the same crystals. " + html.escape(study.interval.rstrip(".")) +
+        ". The same tables, with what the relaxation did (relaxation energy, RMSD, space group kept), come from "
+        f"<code>mliap-tui study dof --data {html.escape(dataset)}</code>.")
+    sec.paragraphs.extend(html.escape(n) for n in [*([data.fallback] if data.fallback else []), *data.notes, *study.notes])
+    shown = [study.metric, *(["e_above_hull_rebuilt"] if "e_above_hull_rebuilt" in data.metrics else [])]
+    sec.tables.append(Table("every crystal", ["model", "metric", "view", *STUDY_COLUMNS],
+                            study_rows(study.headline.filter(pl.col("metric").is_in(shown)), ("model", "metric", "view")),
+                            "signed error = prediction − DFT (negative = underpredicted); total-energy and formation-"
+                            "energy errors equal the fixed-hull Ehull error (MP elemental references on both sides)",
+                            (0, 1, 2)))
+    sec.tables.append(Table(f"{METRIC_LABEL[study.metric]} error by total DOF bin", ["DOF", "model", "view", *STUDY_COLUMNS],
+                            study_rows(study.grouped.sort("order", "model"), ("group", "model", "view")), left=(0, 1, 2)))
+    trends = study.trends
+    if trends.height:
+        sec.tables.append(Table(f"DOF trend of the {METRIC_LABEL[study.metric]} error", ["model", "view", "trend"],
+                                [[r["model"], STUDY_VIEWS.get(r["view"], r["view"]), r["sentence"]]
+                                 for r in trends.iter_rows(named=True)], left=(0, 1, 2)))
+    return sec
+
+
 def provenance_section(cache: Cache, dataset: str) -> Section:
     from mliap_tui.analysis.weights import provenance
 
@@ -206,6 +261,10 @@ def build_report(cache: Cache, dataset: str, models: Sequence[str] | None = None
             sec = errors_section(cache, dataset, mode)
             if sec is not None:
                 rep.sections.append(sec)
+    if "relax" in modes:
+        sec = study_section(cache, dataset, models, metric)
+        if sec is not None:
+            rep.sections.append(sec)
     if figures:
         rep.sections.append(figures_section(cache, dataset, "static", models, metric, on_figure))
         if "relax" in modes:

@@ -66,6 +66,39 @@ def prediction_labels(cache: Cache, dataset: str, mode: str | None = None) -> di
     return F.model_labels(preds)
 
 
+def study_stats_for_figure(stats: pl.DataFrame) -> pl.DataFrame:
+    """``analysis.study.error_stats`` rows -> the columns :func:`figures.grouped_errors` draws
+    (group, model, n, mae, mean_signed and their ``_lo``/``_hi`` bounds, eV/atom)."""
+    cols = {"mae_ev_per_atom": "mae", "mae_lo_ev_per_atom": "mae_lo", "mae_hi_ev_per_atom": "mae_hi",
+            "mean_signed_ev_per_atom": "mean_signed", "mean_signed_lo_ev_per_atom": "mean_signed_lo",
+            "mean_signed_hi_ev_per_atom": "mean_signed_hi"}
+    return stats.sort("order", "model").select("group", "model", "n", *[pl.col(a).alias(b) for a, b in cols.items()])
+
+
+def dof_stats(cache: Cache, dataset: str, mode: str, models: Sequence[str], metric: str) -> pl.DataFrame:
+    """MAE and mean signed error per total-DOF bin of ``mode``'s rows, with the study view's
+    bootstrap intervals (every ok row of the mode: not paired with the other mode)."""
+    from mliap_tui.analysis.study import error_stats, load_study
+
+    data = load_study(cache, dataset, None, paired=False, geometry=False)
+    data.models = [m for m in data.models if m in set(models)]
+    return study_stats_for_figure(error_stats(data, metric, "dof", views=(mode,)))
+
+
+def study_dof_stats(cache: Cache, dataset: str, models: Sequence[str], metric: str) -> pl.DataFrame:
+    """Static and relaxed errors per total-DOF bin on the same crystals (the study's pairing), one
+    bar per model and view ("chgnet-0.3.0 · at DFT geometry", "... · relaxed"); empty without relaxed rows."""
+    from mliap_tui.analysis.study import error_stats, load_study
+
+    data = load_study(cache, dataset, None, geometry=False)
+    data.models = [m for m in data.relaxed_models if m in set(models)]
+    stats = error_stats(data, metric, "dof", views=("static", "relax"))
+    if stats.is_empty():
+        return study_stats_for_figure(stats)
+    word = pl.when(pl.col("view") == "relax").then(pl.lit("relaxed")).otherwise(pl.lit("at DFT geometry"))
+    return study_stats_for_figure(stats.with_columns(model=pl.col("model") + " · " + word))
+
+
 def dataset_figures(cache: Cache, dataset: str, mode: str = "static", models: Sequence[str] | None = None,
                     metric: str = "e_above_hull", weighting: str = "crystal", pes: bool = True,
                     forces: bool = True) -> FigurePlan:
@@ -86,7 +119,6 @@ def dataset_figures(cache: Cache, dataset: str, mode: str = "static", models: Se
 
 
 def _energy_jobs(cache: Cache, plan: FigurePlan, models, metric: str, weighting: str, holds) -> None:
-    from mliap_tui.analysis.aggregate import per_group
     from mliap_tui.analysis.elements import element_errors
 
     table, ctx = energy_context(cache, plan.dataset, plan.mode, models)
@@ -108,8 +140,15 @@ def _energy_jobs(cache: Cache, plan: FigurePlan, models, metric: str, weighting:
                                    "energies", lambda m=m: F.parity(table, m, metric, ctx)))
     plan.jobs.append(FigureJob(f"error_histogram_{metric}", f"signed {label} errors of every model", "energies",
                                lambda: F.error_histogram(table, metric, ctx, shown)))
-    plan.jobs.append(FigureJob(f"errors_by_dof_{metric}", f"{label} error by total DOF bin", "energies",
-                               lambda: F.grouped_errors(per_group(table, metric, "dof"), metric, "total DOF bin", ctx)))
+    plan.jobs.append(FigureJob(f"errors_by_dof_{metric}", f"{label} error by total DOF bin, 95 % bootstrap intervals",
+                               "energies", lambda: F.grouped_errors(dof_stats(cache, plan.dataset, plan.mode, shown, metric),
+                                                                    metric, "total DOF bin", ctx)))
+    if plan.mode == "static" and cache.scan_predictions(plan.dataset, None, "relax").select(pl.len()).collect().item():
+        plan.jobs.append(FigureJob(f"static_vs_relaxed_by_dof_{metric}",
+                                   f"{label} error by total DOF bin, static vs relaxed on the same crystals, 95 % "
+                                   "bootstrap intervals", "energies",
+                                   lambda: F.grouped_errors(study_dof_stats(cache, plan.dataset, shown, metric), metric,
+                                                            "total DOF bin, static vs relaxed", ctx)))
     plan.jobs.append(FigureJob(f"errors_by_crystal_system_{metric}", f"{label} error by crystal system", "energies",
                                lambda: F.crystal_system(table, metric, ctx)))
     if weighting == "fraction":

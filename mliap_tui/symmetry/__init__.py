@@ -623,10 +623,9 @@ def analyze_cell(
     return _with_canonical_letters(info, _letter_symmetry(hall_number))
 
 
-def _analyze_raw(
-    lattice_ang, species, frac_coords, symprec_ang: float, angle_tolerance_deg: float
-) -> tuple[SymmetryInfo, int]:
-    """:func:`analyze_cell` with spglib's own letters (not yet canonical) and the Hall number."""
+def _cell_arrays(lattice_ang, species, frac_coords) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """(3x3 lattice, n x 3 fractional coordinates, species, spglib type numbers) of a cell, checked
+    (SymmetryError: species and sites disagree, no site, non-finite values)."""
     lattice = np.asarray(lattice_ang, dtype=float).reshape(3, 3)
     frac = np.asarray(frac_coords, dtype=float).reshape(-1, 3)
     species = [str(s) for s in species]
@@ -636,10 +635,17 @@ def _analyze_raw(
         raise SymmetryError("cell has no sites")
     if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
         raise SymmetryError("non-finite lattice or coordinates")
+    kinds = {s: i + 1 for i, s in enumerate(dict.fromkeys(species))}
+    return lattice, frac, species, np.array([kinds[s] for s in species], dtype=np.intc)
+
+
+def _analyze_raw(
+    lattice_ang, species, frac_coords, symprec_ang: float, angle_tolerance_deg: float
+) -> tuple[SymmetryInfo, int]:
+    """:func:`analyze_cell` with spglib's own letters (not yet canonical) and the Hall number."""
+    lattice, frac, species, numbers = _cell_arrays(lattice_ang, species, frac_coords)
     if not symprec_ang > 0:
         raise ValueError(f"symprec_ang must be > 0 Å, got {symprec_ang!r}")
-    kinds = {s: i + 1 for i, s in enumerate(dict.fromkeys(species))}
-    numbers = np.array([kinds[s] for s in species], dtype=np.intc)
     ds = spglib_dataset(lattice, frac, numbers, float(symprec_ang), float(angle_tolerance_deg))
 
     number = int(ds.number)
@@ -728,6 +734,57 @@ def analyze_structure(
         symprec_ang,
         angle_tolerance_deg=angle_tolerance_deg,
     )
+
+
+# ---- symmetry before and after a relaxation ------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def point_group_order(hall_number: int) -> int:
+    """Number of point-group operations (distinct rotations) of a Hall setting's space group."""
+    rotations, _ = hall_operations(hall_number)
+    return len({r.astype(np.int8).tobytes() for r in rotations})
+
+
+def operations_per_cell(
+    lattice_ang: np.ndarray,
+    species: Sequence[str],
+    frac_coords: np.ndarray,
+    symprec_ang: float = DEFAULT_SYMPREC_ANG,
+    *,
+    angle_tolerance_deg: float = DEFAULT_ANGLE_TOLERANCE_DEG,
+) -> tuple[int, int]:
+    """(space-group number, operations of the space group per cell) of a periodic cell.
+
+    The count is the order of the space group modulo the translations of the cell as given:
+    point-group order x (sites in the cell / sites in the primitive cell). Two cells with the same
+    atoms (a crystal before and after a relaxation, which keeps the cell's atoms) compare by it:
+    a proper subgroup has strictly fewer operations per cell, a proper supergroup strictly more.
+    Unlike ``len(spglib rotations)`` it counts operations that are not integral in the cell's
+    basis too (a 2x1x3 supercell of rutile sees only 8 of its 16). Raises SymmetryError when
+    spglib cannot analyse the cell.
+    """
+    lattice, frac, species, numbers = _cell_arrays(lattice_ang, species, frac_coords)
+    ds = spglib_dataset(lattice, frac, numbers, float(symprec_ang), float(angle_tolerance_deg))
+    n_primitive = len(set(np.asarray(ds.mapping_to_primitive).tolist()))
+    return int(ds.number), point_group_order(int(ds.hall_number)) * len(species) // max(n_primitive, 1)
+
+
+def symmetry_change(number_before: int | None, ops_before: int | None, number_after: int | None,
+                    ops_after: int | None) -> str:
+    """How a relaxation changed the space group (a :class:`~mliap_tui.core.vocab.SymmetryChange`
+    value), from the numbers and :func:`operations_per_cell` of the cell before and after: fewer
+    operations is 'lowered', more is 'raised', the same group 'kept', another group with as many
+    operations 'changed'; 'unknown' when a value is missing."""
+    from mliap_tui.core.vocab import SymmetryChange
+
+    if None in (number_before, ops_before, number_after, ops_after):
+        return SymmetryChange.UNKNOWN.value
+    if ops_after < ops_before:
+        return SymmetryChange.LOWERED.value
+    if ops_after > ops_before:
+        return SymmetryChange.RAISED.value
+    return (SymmetryChange.KEPT if number_after == number_before else SymmetryChange.CHANGED).value
 
 
 # ---- many rows -----------------------------------------------------------------------------

@@ -45,6 +45,8 @@ class ExploreCommands(ListProvider):
             ("Clear filter", screen.action_clear_filter, "show every material"),
             ("Help: keys and filter language", self.app.action_help, "also on ?"),
             ("Run models (run screen)", self.app.action_run_screen, "evaluate models on a dataset (also r)"),
+            ("Study: static vs relaxed errors by DOF, with intervals and the trend", screen.action_study,
+             "the symmetry study of this dataset (also S)"),
             ("Show: table", partial(screen.action_show_tab, "table"), "virtual table of the filtered materials"),
         ]
         for kind in plots.PLOT_KINDS:
@@ -97,4 +99,31 @@ class RunCommands(ListProvider):
         for model_id, ready, message in screen.choices:
             if ready:
                 out.append((f"Run only model: {model_id}", partial(screen.set_models, [model_id]), message))
+        return out
+
+
+class StudyCommands(ListProvider):
+    """Commands of the Study screen: views, models, groupings, metrics."""
+
+    def commands(self) -> list[tuple[str, Callable[[], object], str]]:
+        from mliap_tui.core.vocab import GROUPINGS, STUDY_VIEWS
+        from mliap_tui.tui.study_screen import StudyScreen
+
+        screen = self.screen
+        if not isinstance(screen, StudyScreen):
+            return []
+        out: list[tuple[str, Callable[[], object], str]] = [
+            (f"Study view: {label}", partial(screen.action_show_view, view), "also v cycles, 1 2 3")
+            for view, label in STUDY_VIEWS.items()
+        ]
+        data = screen.data
+        for model in data.models if data else []:
+            out.append((f"Study model: {model}", partial(screen.select_model, model), "also m cycles"))
+        for grouping in data.groupings if data else []:
+            out.append((f"Study by: {GROUPINGS[grouping]}", partial(screen.set_grouping, grouping), "also b cycles"))
+        for metric in data.metrics if data else []:
+            out.append((f"Study metric: {METRIC_LABEL[metric]}", partial(screen.set_metric, metric), "also t cycles"))
+        out += [("Study: reload", screen.action_reload, "re-read the cache (after a run; also R)"),
+                ("Back to the explorer", screen.action_back, "also escape"),
+                ("Help: keys", self.app.action_help, "also on ?")]
         return out

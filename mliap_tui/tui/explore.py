@@ -138,6 +138,7 @@ class ExploreScreen(Screen):
         Binding("p", "next_tab", "Plots", id="explore.next_tab"),
         Binding("e", "export", "Export", id="explore.export"),
         Binding("w", "write_figure", "Write figure", show=False, id="explore.write_figure"),
+        Binding("S", "study", "Study", id="explore.study"),
         Binding("1", "show_tab('table')", "Table", show=False, id="explore.tab_table"),
         Binding("2", "show_tab('parity')", "Parity plot", show=False, id="explore.tab_parity"),
         Binding("3", "show_tab('hist')", "Error histogram", show=False, id="explore.tab_hist"),
@@ -513,6 +514,15 @@ class ExploreScreen(Screen):
 
         if self.data is not None:
             self.app.push_screen(DetailScreen(self.cache, self.data, str(event.key)))
+
+    def action_study(self) -> None:
+        """The static-vs-relaxed symmetry study of this dataset (the Study screen)."""
+        from mliap_tui.tui.study_screen import StudyScreen
+
+        if not self.dataset:
+            self.notify("no dataset to study: import one first (r, then i)", severity="warning")
+            return
+        self.app.push_screen(StudyScreen(self.cache, self.dataset))
 
     def action_clear_marks(self) -> None:
         self.query_one("#results", VirtualTable).clear_marks()

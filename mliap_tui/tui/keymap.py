@@ -36,11 +36,13 @@ def binding_sources() -> list[tuple[str, type]]:
     from mliap_tui.tui.pes_screen import PesScreen
     from mliap_tui.tui.ptable import PeriodicTable
     from mliap_tui.tui.run_screen import FailuresScreen, ModelPane, RunScreen
+    from mliap_tui.tui.study_screen import StudyScreen
     from mliap_tui.tui.table import VirtualTable
 
     return [("everywhere", MliapTuiApp), ("explore", ExploreScreen), ("table", VirtualTable),
             ("periodic table", PeriodicTable),
-            ("detail", DetailScreen), ("PES slice", PesScreen), ("forces", ForcesScreen), ("run", RunScreen), ("run: model pane", ModelPane),
+            ("detail", DetailScreen), ("PES slice", PesScreen), ("forces", ForcesScreen), ("study", StudyScreen),
+            ("run", RunScreen), ("run: model pane", ModelPane),
             ("failures dialog", FailuresScreen), ("export dialog", ExportScreen), ("help", HelpScreen)]
 
 
@@ -74,6 +76,7 @@ def binding_clashes() -> list[str]:
     from mliap_tui.tui.pes_screen import PesScreen
     from mliap_tui.tui.ptable import PeriodicTable
     from mliap_tui.tui.run_screen import FailuresScreen, ModelPane, RunScreen
+    from mliap_tui.tui.study_screen import StudyScreen
     from mliap_tui.tui.table import VirtualTable
 
     def keys(cls) -> dict[str, str]:
@@ -86,6 +89,7 @@ def binding_clashes() -> list[str]:
     app = keys(MliapTuiApp)
     shown_app = {k for b in MliapTuiApp.BINDINGS if b.show for k in b.key.split(",")}
     screens = {ExploreScreen: [VirtualTable, PeriodicTable], DetailScreen: [], PesScreen: [], ForcesScreen: [],
+               StudyScreen: [],
                RunScreen: [ModelPane], FailuresScreen: [], ExportScreen: [], HelpScreen: []}
     problems = []
     for screen, widgets in screens.items():

@@ -123,3 +123,46 @@ class DeviceSampled(Message):
     def __init__(self, sample: object) -> None:
         super().__init__()
         self.sample = sample
+
+
+# ---- study screen -------------------------------------------------------------------------
+
+
+class StudyLoaded(Message):
+    """The per-crystal rows of the study (``analysis.study.StudyData``); ``geometry_pending``:
+    relaxed cells still to compare with the DFT structures (a second load follows)."""
+
+    def __init__(self, token: int, data: object, geometry_pending: int = 0) -> None:
+        super().__init__()
+        self.token = token
+        self.data = data
+        self.geometry_pending = geometry_pending
+
+
+class StudyProgress(Message):
+    """Relaxed cells compared with their DFT structures so far."""
+
+    def __init__(self, token: int, done: int, total: int) -> None:
+        super().__init__()
+        self.token = token
+        self.done = done
+        self.total = total
+
+
+class StudyStatsReady(Message):
+    """The tables of one (metric, grouping) of the study: error_stats, relax_stats, trend_stats."""
+
+    def __init__(self, token: int, key: tuple, errors: object, relax: object, trends: object) -> None:
+        super().__init__()
+        self.token = token
+        self.key = key
+        self.errors = errors
+        self.relax = relax
+        self.trends = trends
+
+
+class StudyFailed(Message):
+    def __init__(self, token: int, error: str) -> None:
+        super().__init__()
+        self.token = token
+        self.error = error

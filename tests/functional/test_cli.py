@@ -26,10 +26,10 @@ def test_every_command_has_one_handler_and_help():
     sub = next(a for a in parser._actions if a.dest == "command")  # argparse has no public accessor
     names = set(sub.choices)
     assert {"data", "models", "run", "summary", "export", "pes", "softening", "rare-events"} <= names
-    assert len(COMMAND_MODULES) == 10 and {"doctor", "cache", "figures", "report"} <= names
+    assert len(COMMAND_MODULES) == 11 and {"doctor", "cache", "study", "figures", "report"} <= names
     for argv in (["models"], ["run"], ["summary"], ["export"], ["pes", "mp-1"], ["softening", "--data", "x"],
                  ["rare-events", "--data", "x"], ["data", "import", "sample"], ["data", "show"], ["doctor"],
-                 ["cache", "check"], ["figures"], ["report"], []):
+                 ["cache", "check"], ["study", "dof"], ["figures"], ["report"], []):
         assert callable(parser.parse_args(argv).handler), argv
 
 

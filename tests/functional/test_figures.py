@@ -107,6 +107,29 @@ def test_report_html_and_markdown(tui_cache, tmp_path, capsys):
     assert len(linked) >= 7 and all((tmp_path / p).is_file() for p in linked)
 
 
+def test_study_in_figures_and_report(study_cache, tmp_path):
+    """With relaxed rows, the DOF figure carries the study's bootstrap intervals, a static-vs-relaxed
+    figure is drawn, and the report holds the study tables with the same numbers as `study dof`."""
+    from mliap_tui.analysis.study import run_study
+    from mliap_tui.core.units import format_interval
+
+    out = tmp_path / "figs"
+    args = ["--cache", str(study_cache.root), "figures", "--data", "study", "--out", str(out), "--format", "svg",
+            "--no-pes"]
+    assert main(args) == 0
+    both = _svg_text(out / "static_vs_relaxed_by_dof_e_above_hull.svg")
+    assert "chgnet-0.3.0 · relaxed" in both and "chgnet-0.3.0 · at DFT geometry" in both
+    assert "95 % bootstrap intervals" in _svg_text(out / "errors_by_dof_e_above_hull.svg")
+    md = tmp_path / "r.md"
+    assert main(["--cache", str(study_cache.root), "report", "--data", "study", "--out", str(md), "--no-figures"]) == 0
+    text = md.read_text()
+    assert "## Static vs relaxed: the symmetry study" in text and "DOF trend" in text
+    study = run_study(study_cache, "study", metric="e_above_hull", geometry=False)
+    row = study.headline.filter((pl.col("metric") == "e_above_hull") & (pl.col("view") == "relax")).row(0, named=True)
+    mae = f"{1000 * row['mae_ev_per_atom']:.1f} {format_interval(row['mae_lo_ev_per_atom'], row['mae_hi_ev_per_atom'], scale=1000)}"
+    assert f"| chgnet-0.3.0 | Ehull (DFT hull) | relaxed by the model | {row['n']} | {mae} |" in text
+
+
 @pytest.fixture(scope="module")
 def force_cache(tmp_path_factory) -> Cache:
     """The shipped force sample with real CHGNet forces (8 Si vacancy cells + 5 MPtrj frames)."""

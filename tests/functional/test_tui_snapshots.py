@@ -126,3 +126,17 @@ def test_periodic_table(snap_compare, tui_cache, size):
         hide_timing(pilot.app)
 
     assert snap_compare(make_app(tui_cache), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size, view", [((80, 24), "1"), ((160, 48), "2")])
+def test_study(snap_compare, study_cache, size, view):
+    """Issue 11: the Study screen (S from the explorer): static view at 80x24, relaxed view at 160x48."""
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("S")
+        await settle(pilot)
+        await settle(pilot)
+        await pilot.press(view)
+        await settle(pilot)
+
+    assert snap_compare(make_app(study_cache), terminal_size=size, run_before=run_before)
