@@ -15,9 +15,9 @@ Conventions
 from __future__ import annotations
 
 import polars as pl
-from pymatgen.core import Composition
 
-from mliap_tui.cache import Cache
+from mliap_tui.cache import Cache, CacheWriteError
+from mliap_tui.cache.store import collect_fresh
 
 MATERIAL_COLUMNS = [
     "material_id", "formula", "elements", "chemsys", "n_sites", "spacegroup_number", "spacegroup_symbol",
@@ -49,37 +49,114 @@ def join_predictions(materials: pl.LazyFrame, predictions: pl.LazyFrame) -> pl.L
     )
 
 
-def add_rebuilt_hull(table: pl.DataFrame) -> pl.DataFrame:
+#: name and version of the stored rebuilt-hull table (cache/derived.py); bump the version when
+#: the computation changes, so stored tables are recomputed
+REBUILT_HULL_TABLE = "rebuilt_hull"
+REBUILT_HULL_VERSION = "1"
+REBUILT_HULL_COLUMNS = ("e_above_hull_pred_rebuilt", "e_above_hull_dft_rebuilt")
+#: what the rebuilt hulls of one (model, mode) are computed from
+HULL_INPUT_COLUMNS = ("material_id", "formula", "e_per_atom_pred_mp2020", "e_per_atom_dft_mp2020")
+
+
+def hull_entries(group: pl.DataFrame) -> pl.DataFrame:
+    """The rows of one (model, mode) that enter its rebuilt hulls: a predicted and a DFT energy."""
+    return group.filter(pl.col("e_per_atom_pred_mp2020").is_not_null() & pl.col("e_per_atom_dft_mp2020").is_not_null())
+
+
+def hull_inputs_version(entries: pl.DataFrame) -> str:
+    """The version key of a stored rebuilt-hull table: the derivation's version, the elemental
+    references, and an order-independent digest of every entry (id, formula, both energies)."""
+    import numpy as np
+
+    from mliap_tui.core.resources import elemental_refs_path
+
+    frame = entries.select(HULL_INPUT_COLUMNS)
+    digest = "".join(f"{int(np.asarray(frame.hash_rows(seed=seed).to_numpy(), dtype=np.uint64).sum(dtype=np.uint64)):016x}"
+                     for seed in (1804, 2024))  # two 64-bit sums: a 128-bit, order-independent digest
+    return f"{REBUILT_HULL_VERSION}|{elemental_refs_path().name}|polars {pl.__version__}|{len(entries)}|{digest}"
+
+
+def compute_rebuilt_hull(entries: pl.DataFrame, dft_cache: dict | None = None) -> pl.DataFrame:
+    """(material_id, e_above_hull_pred_rebuilt, e_above_hull_dft_rebuilt) of one (model, mode), eV/atom.
+
+    ``dft_cache``: DFT hulls already built in this call, by entry set (models with the same ok
+    set share one).
+    """
+    from pymatgen.core import Composition
+
+    from mliap_tui.thermo import e_above_hull_rebuilt
+
+    ids = entries["material_id"].to_list()
+    comps = [Composition(formula) for formula in entries["formula"].to_list()]
+    pred = e_above_hull_rebuilt(ids, comps, entries["e_per_atom_pred_mp2020"].to_list())
+    key = tuple(ids)
+    dft = (dft_cache or {}).get(key)
+    if dft is None:
+        dft = e_above_hull_rebuilt(ids, comps, entries["e_per_atom_dft_mp2020"].to_list())
+        if dft_cache is not None:
+            dft_cache[key] = dft
+    return pl.DataFrame({
+        "material_id": ids,
+        "e_above_hull_pred_rebuilt": [pred[m] for m in ids],
+        "e_above_hull_dft_rebuilt": [dft[m] for m in ids],
+    }, schema={"material_id": pl.Utf8, "e_above_hull_pred_rebuilt": pl.Float64, "e_above_hull_dft_rebuilt": pl.Float64})
+
+
+def rebuilt_hull_of(group: pl.DataFrame, model: str, mode: str, cache: Cache | None = None, dataset: str | None = None,
+                    compute: bool = True, dft_cache: dict | None = None) -> pl.DataFrame | None:
+    """The rebuilt-hull table of one (model, mode): stored in the cache next to its predictions
+    when it was computed from these very rows, else computed now and stored (``compute``), else None."""
+    from mliap_tui.cache.derived import read_derived, write_derived
+
+    entries = hull_entries(group)
+    version = hull_inputs_version(entries)
+    if cache is not None and dataset is not None:
+        stored = read_derived(cache, dataset, model, mode, REBUILT_HULL_TABLE, version)
+        if stored is not None:
+            return stored
+    if not compute:
+        return None
+    table = compute_rebuilt_hull(entries, dft_cache)
+    if cache is not None and dataset is not None:
+        try:
+            write_derived(cache, dataset, model, mode, REBUILT_HULL_TABLE, version, table)
+        except CacheWriteError:
+            pass  # computed all the same; stored next time the disk allows
+    return table
+
+
+def add_rebuilt_hull(table: pl.DataFrame, cache: Cache | None = None, dataset: str | None = None,
+                     compute: bool = True) -> pl.DataFrame:
     """Method (b): Ehull from hulls rebuilt per (model, mode) from this dataset's own entries.
 
     The DFT hull is rebuilt from the same entries, so a missing competing phase affects both
-    sides alike. Failed predictions are left out of both hulls.
+    sides alike. Failed predictions are left out of both hulls. With ``cache`` and ``dataset``
+    the hulls are computed once per (model, mode) and set of predictions and stored next to
+    them (:mod:`mliap_tui.cache.derived`); ``compute=False`` only reads stored ones (the other
+    rows get nulls).
     """
-    from mliap_tui.thermo import e_above_hull_rebuilt
-
     parts = []
     dft_hulls: dict[tuple[str, ...], dict[str, float]] = {}  # models with the same ok set share it
     for (model, mode), group in table.group_by("model", "mode", maintain_order=True):
-        ok = group.filter(pl.col("e_per_atom_pred_mp2020").is_not_null() & pl.col("e_per_atom_dft_mp2020").is_not_null())
-        ids = ok["material_id"].to_list()
-        comps = [Composition(formula) for formula in ok["formula"].to_list()]
-        pred = e_above_hull_rebuilt(ids, comps, ok["e_per_atom_pred_mp2020"].to_list())
-        key = tuple(ids)
-        if key not in dft_hulls:
-            dft_hulls[key] = e_above_hull_rebuilt(ids, comps, ok["e_per_atom_dft_mp2020"].to_list())
-        dft = dft_hulls[key]
-        parts.append(
-            group.with_columns(
-                e_above_hull_pred_rebuilt=pl.col("material_id").replace_strict(pred, default=None, return_dtype=pl.Float64),
-                e_above_hull_dft_rebuilt=pl.col("material_id").replace_strict(dft, default=None, return_dtype=pl.Float64),
-            )
-        )
+        hull = rebuilt_hull_of(group, model, mode, cache, dataset, compute, dft_hulls)
+        if hull is None:
+            parts.append(group.with_columns([pl.lit(None, pl.Float64).alias(c) for c in REBUILT_HULL_COLUMNS]))
+        else:
+            parts.append(group.join(hull, on="material_id", how="left"))
     if not parts:
         return table.with_columns(
             e_above_hull_pred_rebuilt=pl.lit(None, pl.Float64), e_above_hull_dft_rebuilt=pl.lit(None, pl.Float64)
         ).with_columns(d_e_above_hull_rebuilt=pl.lit(None, pl.Float64))
     out = pl.concat(parts)
     return out.with_columns(d_e_above_hull_rebuilt=pl.col("e_above_hull_pred_rebuilt") - pl.col("e_above_hull_dft_rebuilt"))
+
+
+def has_rebuilt_hull(table: pl.DataFrame) -> bool:
+    """True when every (model, mode) of ``table`` with predictions has rebuilt-hull values."""
+    if "e_above_hull_pred_rebuilt" not in table.columns:
+        return False
+    with_preds = table.filter(pl.col("e_per_atom_pred_mp2020").is_not_null())
+    return bool(len(with_preds)) and with_preds["e_above_hull_pred_rebuilt"].is_not_null().all()
 
 
 def error_table(
@@ -90,7 +167,7 @@ def error_table(
     rebuilt_hull: bool = False,
 ) -> pl.DataFrame:
     """The tidy per-(material, model) table of ``dataset`` (ok and failed rows)."""
-    table = join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, models, mode)).collect()
+    table = collect_fresh(lambda: join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, models, mode)))
     if rebuilt_hull:
-        table = add_rebuilt_hull(table)
+        table = add_rebuilt_hull(table, cache, dataset)
     return table.sort("material_id", "model")

@@ -28,6 +28,7 @@ import polars as pl
 
 from mliap_tui.analysis.errors import (
     MATERIAL_COLUMNS,
+    REBUILT_HULL_COLUMNS,
     add_rebuilt_hull,
     join_predictions,
 )
@@ -39,6 +40,7 @@ from mliap_tui.analysis.filters import (
     wide_column,
 )
 from mliap_tui.cache import Cache
+from mliap_tui.cache.store import collect_fresh
 from mliap_tui.core.files import write_bytes_atomic
 from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
 
@@ -68,11 +70,16 @@ class ExportResult:
 
 
 # ---- tables -----------------------------------------------------------------------------------
-def load_tidy(cache: Cache, dataset: str, mode: str | None = "static", rebuilt_hull: bool = False) -> pl.DataFrame:
-    """The tidy error table of ``dataset`` (all models; one mode unless ``mode`` is None)."""
-    table = join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, None, mode)).collect()
+def load_tidy(cache: Cache, dataset: str, mode: str | None = "static", rebuilt_hull: bool | str = False) -> pl.DataFrame:
+    """The tidy error table of ``dataset`` (all models; one mode unless ``mode`` is None).
+
+    ``rebuilt_hull``: False (no rebuilt-hull columns), True (add them, computing and storing
+    those not stored yet) or ``"stored"`` (add the stored ones only; nulls elsewhere: what the
+    explorer does, so opening it never builds phase diagrams).
+    """
+    table = collect_fresh(lambda: join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, None, mode)))
     if rebuilt_hull:
-        table = add_rebuilt_hull(table)
+        table = add_rebuilt_hull(table, cache, dataset, compute=rebuilt_hull != "stored")
     return table.sort("material_id", "model", "mode")
 
 
@@ -93,17 +100,28 @@ def wide_table(materials: pl.DataFrame, tidy: pl.DataFrame, models: Sequence[str
     signed errors (``d_*@model``, eV/atom). ``tidy`` must hold a single mode.
 
     Materials without a prediction keep null per-model columns (status null = not evaluated).
+    When ``tidy`` has rebuilt-hull columns, each model's ``e_above_hull_pred_rebuilt@model`` is
+    kept as is (its DFT counterpart depends on the model's set of ok rows), and the material
+    column ``e_above_hull_dft_rebuilt`` is the first model's value.
     """
     if "mode" in tidy.columns and tidy["mode"].n_unique() > 1:
         raise ValueError("wide_table needs a single evaluation mode; filter the tidy table by mode first")
     models = list(models) if models is not None else models_of(tidy)
     d_cols = [METRICS[m][2] for m in METRICS if METRICS[m][2] in tidy.columns]
+    rebuilt = [c for c in REBUILT_HULL_COLUMNS if c in tidy.columns]
+    per_model = [*WIDE_ROW_COLUMNS, *d_cols, *rebuilt[:1]]
     wide = materials
     for model in models:
         part = tidy.filter(pl.col("model") == model).select(
-            "material_id", *[pl.col(c).alias(wide_column(c, model)) for c in (*WIDE_ROW_COLUMNS, *d_cols)]
+            "material_id", *[pl.col(c).alias(wide_column(c, model)) for c in per_model]
         )
+        if len(rebuilt) > 1:
+            part = part.join(tidy.filter(pl.col("model") == model).select("material_id", pl.col(rebuilt[1]).alias(f"__dft@{model}")),
+                             on="material_id", how="left")
         wide = wide.join(part, on="material_id", how="left")
+    if len(rebuilt) > 1:
+        dft = [f"__dft@{m}" for m in models]
+        wide = wide.with_columns(pl.coalesce(dft).alias(rebuilt[1]) if dft else pl.lit(None, pl.Float64).alias(rebuilt[1])).drop(dft)
     return wide
 
 
@@ -113,13 +131,14 @@ def wide_models(wide: pl.DataFrame) -> list[str]:
 
 
 def with_predicted(wide: pl.DataFrame, metric: str, models: Sequence[str] | None = None) -> pl.DataFrame:
-    """Add ``<pred column>@model = DFT + d`` for ``metric`` (eV/atom) to a wide table."""
+    """Add ``<pred column>@model = DFT + d`` for ``metric`` (eV/atom) to a wide table (kept when
+    the table has it already)."""
     dft, pred, err = METRICS[metric]
     models = wide_models(wide) if models is None else models
     cols = [
         (pl.col(dft) + pl.col(wide_column(err, m))).alias(wide_column(pred, m))
         for m in models
-        if wide_column(err, m) in wide.columns and dft in wide.columns
+        if wide_column(err, m) in wide.columns and dft in wide.columns and wide_column(pred, m) not in wide.columns
     ]
     return wide.with_columns(cols) if cols else wide
 
@@ -192,12 +211,17 @@ def tidy_export_frame(tidy: pl.DataFrame) -> pl.DataFrame:
     return tidy.select([c for c in TIDY_COLUMNS if c in tidy.columns])
 
 
-def wide_export_frame(wide: pl.DataFrame, metrics: Sequence[str] = CHEAP_METRICS) -> pl.DataFrame:
-    """Material columns, DFT values, then per model status, error, predicted values and signed errors."""
+def wide_export_frame(wide: pl.DataFrame, metrics: Sequence[str] | None = None) -> pl.DataFrame:
+    """Material columns, DFT values, then per model status, error, predicted values and signed errors.
+
+    ``metrics``: default the cheap ones, and the rebuilt-hull one when the table has it.
+    """
     models = wide_models(wide)
+    if metrics is None:
+        metrics = [*CHEAP_METRICS, *(["e_above_hull_rebuilt"] if "e_above_hull_dft_rebuilt" in wide.columns else [])]
     for metric in metrics:
         wide = with_predicted(wide, metric, models)
-    base = [c for c in MATERIAL_COLUMNS if c in wide.columns]
+    base = [c for c in [*MATERIAL_COLUMNS, "e_above_hull_dft_rebuilt"] if c in wide.columns]
     per_model = []
     for m in models:
         per_model += [wide_column("status", m), wide_column("error", m)]

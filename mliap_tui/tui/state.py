@@ -15,6 +15,7 @@ from typing import Sequence
 import polars as pl
 
 from mliap_tui.analysis.aggregate import per_group
+from mliap_tui.analysis.errors import has_rebuilt_hull
 from mliap_tui.analysis.export import (
     check_wide_columns,
     load_materials,
@@ -40,6 +41,9 @@ class LoadedDataset:
     wide: pl.DataFrame
     models: list[str]
     load_s: float = 0.0
+    #: metrics the explorer offers: the cheap ones, and the rebuilt-hull one when its stored
+    #: tables cover every model (computed by ``summary``/``export --rebuilt-hull``, not here)
+    metrics: tuple[str, ...] = CHEAP_METRICS
     _per_metric: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -67,19 +71,25 @@ class LoadedDataset:
 
 def load_dataset(cache: Cache, dataset: str, mode: str = "static") -> LoadedDataset:
     t0 = time.perf_counter()
-    data = from_frames(dataset, mode, load_materials(cache, dataset), load_tidy(cache, dataset, mode))
+    tidy = load_tidy(cache, dataset, mode, rebuilt_hull="stored")
+    data = from_frames(dataset, mode, load_materials(cache, dataset), tidy)
     data.load_s = time.perf_counter() - t0
     return data
 
 
 def from_frames(dataset: str, mode: str, materials: pl.DataFrame, tidy: pl.DataFrame) -> LoadedDataset:
     """A LoadedDataset from in-memory frames. Status and crystal-system columns become
-    categoricals: comparing them is what most filters and the summary do."""
+    categoricals: comparing them is what most filters and the summary do. Rebuilt-hull columns
+    are kept only when they cover every model."""
     models = models_of(tidy)
+    rebuilt = has_rebuilt_hull(tidy)
+    if not rebuilt:
+        tidy = tidy.drop([c for c in tidy.columns if c.endswith("_rebuilt")])
     wide = wide_table(materials, tidy, models)
     categorical = [c for c in wide.columns if c.startswith("status@")] + ["crystal_system"]
     wide = wide.with_columns([pl.col(c).cast(pl.Categorical) for c in categorical if c in wide.columns])
-    return LoadedDataset(dataset, mode, tidy, wide, models)
+    metrics = (*CHEAP_METRICS, "e_above_hull_rebuilt") if rebuilt else CHEAP_METRICS
+    return LoadedDataset(dataset, mode, tidy, wide, models, metrics=metrics)
 
 
 @dataclass
@@ -244,8 +254,9 @@ def compute_view(
     t0 = time.perf_counter()
     if isinstance(flt, str):
         flt = parse_filter(flt, known_models=data.models)
-    if metric not in CHEAP_METRICS:
-        raise ValueError(f"the explorer shows {', '.join(CHEAP_METRICS)}; {metric!r} needs recomputation")
+    if metric not in data.metrics:
+        raise ValueError(f"the explorer shows {', '.join(data.metrics)} here; {metric!r} is not stored for every model "
+                         "(`mliap-tui summary` computes and stores the rebuilt hulls once)")
     check_filter(data, flt)
     base = data.wide_for(metric)
     models = flt.select_models(data.models)
