@@ -243,9 +243,9 @@ def run_summary(summary: Any) -> Table:
 
 def cache_info(infos: list, root: Any) -> Group:
     """``cache info``: per dataset its crystals, and per model and mode the rows on disk."""
-    table = Table(title=f"cache {root}", title_justify="left")
+    table = Table(title=f"cache {root}", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("dataset", no_wrap=True, max_width=14)
-    table.add_column("model", no_wrap=True, max_width=16)
+    table.add_column("model", no_wrap=True, max_width=18)
     table.add_column("mode", no_wrap=True)
     for col in ("rows", "pairs", "failed", "files", "size"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -254,7 +254,7 @@ def cache_info(infos: list, root: Any) -> Group:
         table.add_row(f"[bold]{escape(info.dataset)}[/]", "[dim]materials[/]", "", f"{info.materials:,}", "", "", "1",
                       format_bytes(info.materials_bytes))
         for f in info.folders:
-            files = f"{f.files}" + ("" if f.compacted == f.files else f" ({f.files - f.compacted} new)")
+            files = f"{f.files}" + ("" if f.compacted == f.files == 1 else "*")
             table.add_row("", escape(f.model), f.mode, f"{f.rows:,}", f"{f.pairs:,}",
                           f"[red]{f.failed:,}[/]" if f.failed else "0", files, format_bytes(f.bytes))
             if f.claims:
@@ -268,8 +268,8 @@ def cache_info(infos: list, root: Any) -> Group:
     caption = ["rows: committed rows on disk; pairs: (material, model, mode) after newest-wins; "
                "failed: pairs whose newest row failed; derived: stored rebuilt-hull tables."]
     if superseded or uncompacted:
-        caption.append(f"{superseded:,} superseded rows and {uncompacted} folder(s) with new chunk files: "
-                       "mliap-tui cache compact merges them.")
+        caption.append(f"*: {uncompacted} folder(s) with chunk files not compacted yet, {superseded:,} superseded "
+                       "rows: mliap-tui cache compact merges them.")
     table.caption, table.caption_justify = " ".join(caption), "left"
     return Group(table, *[f"[yellow]{escape(n)}[/]" for n in notes])
 
@@ -288,7 +288,7 @@ def compaction(results: list) -> Table:
             table.add_row(name, f"{r.files_before}", "", "", f"[dim]{escape(r.skipped or '')}[/]")
             continue
         table.add_row(name, f"{r.files_merged} -> 1", f"{r.rows_before:,} -> {r.rows_after:,}",
-                      f"{format_bytes(r.bytes_before)} -> {format_bytes(r.bytes_after)}", format_duration(r.seconds))
+                      f"{format_bytes(r.bytes_before)} -> {format_bytes(r.bytes_after)}", f"{r.seconds:.1f} s")
     if not results:
         table.add_row("[dim]no predictions in this cache yet[/]", "", "", "", "")
     table.caption = "rows: rows on disk; fewer after when superseded rows (an older result of a pair) were dropped."
