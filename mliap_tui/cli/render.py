@@ -27,7 +27,6 @@ from mliap_tui.core.vocab import (
     METRIC_SHORT_LABEL,
     EnergyConvention,
 )
-from mliap_tui.data.importer import binned_histogram
 
 #: How many rejected/warning rows the import report lists (all of them are in the JSON report).
 RENDER_MAX_ROWS = 15
@@ -110,6 +109,8 @@ def import_report(report: Any) -> Panel:
         dof.add_column("DOF", justify="right")
         dof.add_column("crystals", justify="right")
         dof.add_column("")
+        from mliap_tui.data.importer import binned_histogram  # pulls in pymatgen: only for import reports
+
         bins = binned_histogram(report.dof_histogram)
         peak = max((n for _, n in bins), default=1)
         for label, n in bins:
