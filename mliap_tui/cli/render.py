@@ -227,6 +227,8 @@ def run_summary(summary: Any) -> Table:
     table.add_column("status", overflow="fold")
     for m in summary.models:
         status = f"[red]{escape(m.error)}[/]" if m.error else ("[yellow]cancelled[/]" if m.cancelled else "[green]ok[/]")
+        if getattr(m, "elsewhere", 0):
+            status += f" [dim]({m.elsewhere:,} done by another run)[/]"
         table.add_row(
             m.model,
             f"{m.already_done:,}",
