@@ -36,18 +36,21 @@ def error_stats(error_col: str) -> list[pl.Expr]:
 def per_model(table: pl.DataFrame, metric: str) -> pl.DataFrame:
     """One row per model: n, mae, mean_signed, rmse, frac_under for ``metric`` (ok rows only)."""
     err = METRICS[metric][2]
-    ok = table.filter((pl.col("status") == "ok") & pl.col(err).is_not_null())
+    ok = table.select("model", "status", err).filter((pl.col("status") == "ok") & pl.col(err).is_not_null())
     return ok.group_by("model").agg(error_stats(err)).sort("model")
 
 
 def per_group(table: pl.DataFrame, metric: str, by: str) -> pl.DataFrame:
     """Per (group, model) statistics; ``by`` is 'dof' (binned total DOF), 'crystal_system' or 'spacegroup'."""
     err = METRICS[metric][2]
-    ok = table.filter((pl.col("status") == "ok") & pl.col(err).is_not_null())
+    inputs = {"dof": ["total_dof"], "crystal_system": ["crystal_system", "spacegroup_number"],
+              "spacegroup": ["spacegroup_number", "spacegroup_symbol"]}.get(by, [])
+    ok = table.select("model", "status", err, *inputs).filter((pl.col("status") == "ok") & pl.col(err).is_not_null())
+    # ``_order``: a group's smallest DOF / space-group number, taken over the aggregated rows
     if by == "dof":
-        ok = ok.with_columns(group=dof_bin_label(pl.col("total_dof")), _order=pl.col("total_dof").min().over(dof_bin_label(pl.col("total_dof"))))
+        ok = ok.with_columns(group=dof_bin_label(pl.col("total_dof")), _order=pl.col("total_dof"))
     elif by == "crystal_system":
-        ok = ok.with_columns(group=pl.col("crystal_system"), _order=pl.col("spacegroup_number").min().over("crystal_system"))
+        ok = ok.with_columns(group=pl.col("crystal_system"), _order=pl.col("spacegroup_number"))
     elif by == "spacegroup":
         ok = ok.with_columns(
             group=pl.format("{} {}", pl.col("spacegroup_number"), pl.col("spacegroup_symbol")),
@@ -58,6 +61,7 @@ def per_group(table: pl.DataFrame, metric: str, by: str) -> pl.DataFrame:
     return (
         ok.group_by("group", "model")
         .agg(pl.col("_order").min(), *error_stats(err))
+        .with_columns(pl.col("_order").min().over("group"))
         .sort("_order", "model")
         .drop("_order")
     )

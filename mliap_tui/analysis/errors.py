@@ -14,6 +14,8 @@ Conventions
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import polars as pl
 
 from mliap_tui.cache import Cache, CacheWriteError
@@ -27,16 +29,30 @@ MATERIAL_COLUMNS = [
 
 
 
-def join_predictions(materials: pl.LazyFrame, predictions: pl.LazyFrame) -> pl.LazyFrame:
-    """Materials x predictions with the derived predicted quantities and signed errors (lazy)."""
+#: the material columns the predicted quantities and errors need (and the rebuilt hull reads)
+ERROR_INPUT_COLUMNS = ["material_id", "formula", "e_per_atom_dft_mp2020", "e_form_per_atom_dft_mp2020",
+                       "e_above_hull_dft_mp2020"]
+
+
+def join_predictions(materials: pl.LazyFrame, predictions: pl.LazyFrame,
+                     material_columns: list[str] = MATERIAL_COLUMNS) -> pl.LazyFrame:
+    """Materials x predictions with the derived predicted quantities and signed errors (lazy).
+
+    ``material_columns``: the material columns to carry (at least ERROR_INPUT_COLUMNS); fewer make
+    a lighter table (the explorer keeps the rest once per material, not once per prediction).
+    """
     pred = predictions.select(
         "material_id", "model", "mode", "status", "error", "e_per_atom_pred_native", "e_per_atom_pred_mp2020",
         "relaxed_spacegroup_number", "relaxed_total_dof",
     )
-    mats = materials.select([c for c in MATERIAL_COLUMNS])
+    mats = materials.select(list(material_columns)).with_columns(pl.lit(True).alias("__known"))
     d_e = pl.col("e_per_atom_pred_mp2020") - pl.col("e_per_atom_dft_mp2020")
+    # predictions left-join materials (hash built on the smaller side, prediction order kept:
+    # folder by folder), then the predictions of materials not in the table dropped (an inner join)
     return (
-        mats.join(pred, on="material_id", how="inner")
+        pred.join(mats, on="material_id", how="left", maintain_order="left")
+        .filter(pl.col("__known").is_not_null())
+        .select(*material_columns, *[c for c in pred.collect_schema().names() if c != "material_id"])
         .with_columns(d_e_per_atom=d_e)
         .with_columns(
             e_form_per_atom_pred=pl.col("e_form_per_atom_dft_mp2020") + pl.col("d_e_per_atom"),
@@ -58,6 +74,22 @@ REBUILT_HULL_COLUMNS = ("e_above_hull_pred_rebuilt", "e_above_hull_dft_rebuilt")
 HULL_INPUT_COLUMNS = ("material_id", "formula", "e_per_atom_pred_mp2020", "e_per_atom_dft_mp2020")
 
 
+def groups_of(frame: pl.DataFrame, keys: Sequence[str] = ("model", "mode")) -> list[tuple[tuple, pl.DataFrame]]:
+    """(key values, rows) per group of ``keys``, in order of appearance. Rows read from the cache
+    come folder by folder, so each (model, mode) is one run of rows: those are cut out as slices
+    (no copy); otherwise a group_by."""
+    cuts = {0, frame.height}
+    for key in keys:
+        lengths = frame.select(pl.col(key).rle().struct.field("len")).to_series()
+        cuts.update(lengths.cum_sum().to_list())
+    bounds = sorted(cuts)
+    slices = [(tuple(frame.row(a, named=True)[k] for k in keys), frame.slice(a, b - a)) for a, b in zip(bounds, bounds[1:])
+              if b > a]
+    if len({k for k, _ in slices}) == len(slices):
+        return slices
+    return [(tuple(k), g) for k, g in frame.group_by(*keys, maintain_order=True)]
+
+
 def hull_entries(group: pl.DataFrame) -> pl.DataFrame:
     """The rows of one (model, mode) that enter its rebuilt hulls: a predicted and a DFT energy."""
     return group.filter(pl.col("e_per_atom_pred_mp2020").is_not_null() & pl.col("e_per_atom_dft_mp2020").is_not_null())
@@ -70,9 +102,8 @@ def hull_inputs_version(entries: pl.DataFrame) -> str:
 
     from mliap_tui.core.resources import elemental_refs_path
 
-    frame = entries.select(HULL_INPUT_COLUMNS)
-    digest = "".join(f"{int(np.asarray(frame.hash_rows(seed=seed).to_numpy(), dtype=np.uint64).sum(dtype=np.uint64)):016x}"
-                     for seed in (1804, 2024))  # two 64-bit sums: a 128-bit, order-independent digest
+    hashed = entries.select(HULL_INPUT_COLUMNS).hash_rows(seed=1804)
+    digest = f"{int(np.asarray(hashed.to_numpy(), dtype=np.uint64).sum(dtype=np.uint64)):016x}"  # order-independent
     return f"{REBUILT_HULL_VERSION}|{elemental_refs_path().name}|polars {pl.__version__}|{len(entries)}|{digest}"
 
 
@@ -99,7 +130,8 @@ def compute_rebuilt_hull(entries: pl.DataFrame, dft_cache: dict | None = None) -
         "material_id": ids,
         "e_above_hull_pred_rebuilt": [pred[m] for m in ids],
         "e_above_hull_dft_rebuilt": [dft[m] for m in ids],
-    }, schema={"material_id": pl.Utf8, "e_above_hull_pred_rebuilt": pl.Float64, "e_above_hull_dft_rebuilt": pl.Float64})
+    }, schema={"material_id": pl.Utf8, "e_above_hull_pred_rebuilt": pl.Float64, "e_above_hull_dft_rebuilt": pl.Float64}
+    ).sort("material_id")  # the order of a compacted file: read back without a join
 
 
 def rebuilt_hull_of(group: pl.DataFrame, model: str, mode: str, cache: Cache | None = None, dataset: str | None = None,
@@ -133,30 +165,34 @@ def add_rebuilt_hull(table: pl.DataFrame, cache: Cache | None = None, dataset: s
     sides alike. Failed predictions are left out of both hulls. With ``cache`` and ``dataset``
     the hulls are computed once per (model, mode) and set of predictions and stored next to
     them (:mod:`mliap_tui.cache.derived`); ``compute=False`` only reads stored ones (the other
-    rows get nulls).
+    rows get nulls). The rows keep their order.
     """
-    parts = []
+    n = table.height
+    values = {c: pl.Series(c, dtype=pl.Float64).clear(n) for c in REBUILT_HULL_COLUMNS}  # all null
     dft_hulls: dict[tuple[str, ...], dict[str, float]] = {}  # models with the same ok set share it
-    for (model, mode), group in table.group_by("model", "mode", maintain_order=True):
+    slim = table.select(*HULL_INPUT_COLUMNS, "model", "mode").with_row_index("__row")
+    for (model, mode), group in groups_of(slim):
         hull = rebuilt_hull_of(group, model, mode, cache, dataset, compute, dft_hulls)
         if hull is None:
-            parts.append(group.with_columns([pl.lit(None, pl.Float64).alias(c) for c in REBUILT_HULL_COLUMNS]))
+            continue
+        entries = hull_entries(group)
+        if entries["material_id"].equals(hull["material_id"]):  # stored in this order: no join needed
+            at = hull.with_columns(entries["__row"])
         else:
-            parts.append(group.join(hull, on="material_id", how="left"))
-    if not parts:
-        return table.with_columns(
-            e_above_hull_pred_rebuilt=pl.lit(None, pl.Float64), e_above_hull_dft_rebuilt=pl.lit(None, pl.Float64)
-        ).with_columns(d_e_above_hull_rebuilt=pl.lit(None, pl.Float64))
-    out = pl.concat(parts)
-    return out.with_columns(d_e_above_hull_rebuilt=pl.col("e_above_hull_pred_rebuilt") - pl.col("e_above_hull_dft_rebuilt"))
+            at = group.select("__row", "material_id").join(hull, on="material_id", how="inner")
+        for c in REBUILT_HULL_COLUMNS:  # into this group's rows, wherever they are in the table
+            values[c] = values[c].scatter(at["__row"], at[c])
+    return table.with_columns(*values.values()).with_columns(
+        d_e_above_hull_rebuilt=pl.col("e_above_hull_pred_rebuilt") - pl.col("e_above_hull_dft_rebuilt"))
 
 
 def has_rebuilt_hull(table: pl.DataFrame) -> bool:
     """True when every (model, mode) of ``table`` with predictions has rebuilt-hull values."""
-    if "e_above_hull_pred_rebuilt" not in table.columns:
+    if "e_above_hull_pred_rebuilt" not in table.columns or table.is_empty():
         return False
-    with_preds = table.filter(pl.col("e_per_atom_pred_mp2020").is_not_null())
-    return bool(len(with_preds)) and with_preds["e_above_hull_pred_rebuilt"].is_not_null().all()
+    pred = pl.col("e_per_atom_pred_mp2020").is_not_null()
+    found = table.select(pred.any().alias("any"), (pred & pl.col("e_above_hull_pred_rebuilt").is_null()).any().alias("gap"))
+    return bool(found["any"][0]) and not bool(found["gap"][0])
 
 
 def error_table(
@@ -165,9 +201,14 @@ def error_table(
     mode: str = "static",
     models: list[str] | None = None,
     rebuilt_hull: bool = False,
+    sort: bool = True,
+    material_columns: list[str] = MATERIAL_COLUMNS,
 ) -> pl.DataFrame:
-    """The tidy per-(material, model) table of ``dataset`` (ok and failed rows)."""
-    table = collect_fresh(lambda: join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, models, mode)))
+    """The tidy per-(material, model) table of ``dataset`` (ok and failed rows), sorted by
+    material and model unless ``sort`` is False (statistics do not need it); ``material_columns``
+    as in :func:`join_predictions`."""
+    table = collect_fresh(lambda: join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, models, mode),
+                                                   material_columns))
     if rebuilt_hull:
         table = add_rebuilt_hull(table, cache, dataset)
-    return table.sort("material_id", "model")
+    return table.sort("material_id", "model") if sort else table

@@ -30,6 +30,7 @@ from mliap_tui.analysis.errors import (
     MATERIAL_COLUMNS,
     REBUILT_HULL_COLUMNS,
     add_rebuilt_hull,
+    groups_of,
     join_predictions,
 )
 from mliap_tui.analysis.filters import (
@@ -45,6 +46,9 @@ from mliap_tui.core.files import write_bytes_atomic
 from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
 
 LAYOUTS = ("tidy", "wide")
+#: a tidy table joined to a materials frame with ``with_row_index(MATERIAL_ROW)`` carries each
+#: prediction's row in that frame, which makes the wide table a scatter instead of a join per model
+MATERIAL_ROW = "__material_row"
 #: Metrics that need no recomputation (the rebuilt hull does; it is added on request).
 #: Per-model columns of the wide table besides the signed errors.
 WIDE_ROW_COLUMNS = ("status", "error")
@@ -109,16 +113,30 @@ def wide_table(materials: pl.DataFrame, tidy: pl.DataFrame, models: Sequence[str
     models = list(models) if models is not None else models_of(tidy)
     d_cols = [METRICS[m][2] for m in METRICS if METRICS[m][2] in tidy.columns]
     rebuilt = [c for c in REBUILT_HULL_COLUMNS if c in tidy.columns]
-    per_model = [*WIDE_ROW_COLUMNS, *d_cols, *rebuilt[:1]]
-    wide = materials
+    per_model = [*WIDE_ROW_COLUMNS, *d_cols, *rebuilt]
+    # each prediction's row in ``materials`` (MATERIAL_ROW when the tidy table carries it, i.e. was
+    # joined to this very frame), then every model's values scattered into those rows
+    if MATERIAL_ROW in tidy.columns:
+        rows = tidy.select(MATERIAL_ROW, "model", *per_model)
+    else:
+        rows = tidy.select("material_id", "model", *per_model).join(
+            materials.select("material_id").with_row_index(MATERIAL_ROW), on="material_id", how="inner")
+    parts = {key: part for key, part in groups_of(rows, ("model",))}
+    n = materials.height
+    columns = []
     for model in models:
-        part = tidy.filter(pl.col("model") == model).select(
-            "material_id", *[pl.col(c).alias(wide_column(c, model)) for c in per_model]
-        )
-        if len(rebuilt) > 1:
-            part = part.join(tidy.filter(pl.col("model") == model).select("material_id", pl.col(rebuilt[1]).alias(f"__dft@{model}")),
-                             on="material_id", how="left")
-        wide = wide.join(part, on="material_id", how="left")
+        part = parts.get((model,))
+        aligned = part is not None and part.height == n  # a value for every material (keys are unique)
+        if aligned:
+            part = part.sort(MATERIAL_ROW)
+        for c in per_model:
+            name = f"__dft@{model}" if len(rebuilt) > 1 and c == rebuilt[1] else wide_column(c, model)
+            if aligned:
+                columns.append(part[c].alias(name))
+                continue
+            empty = pl.repeat(None, n, dtype=tidy.schema[c], eager=True)
+            columns.append((empty if part is None else empty.scatter(part[MATERIAL_ROW], part[c])).alias(name))
+    wide = materials.drop(MATERIAL_ROW, strict=False).with_columns(columns)
     if len(rebuilt) > 1:
         dft = [f"__dft@{m}" for m in models]
         wide = wide.with_columns(pl.coalesce(dft).alias(rebuilt[1]) if dft else pl.lit(None, pl.Float64).alias(rebuilt[1])).drop(dft)

@@ -12,7 +12,7 @@ import polars as pl
 
 from mliap_tui.analysis.aggregate import near_hull as near_hull_rows
 from mliap_tui.analysis.aggregate import per_group, per_model
-from mliap_tui.analysis.errors import error_table
+from mliap_tui.analysis.errors import ERROR_INPUT_COLUMNS, error_table
 from mliap_tui.cache import Cache
 
 SAME_ERROR_NOTE = (
@@ -23,9 +23,14 @@ SAME_ERROR_NOTE = (
 SAME_ERROR_LABEL = "E = Eform = Ehull"
 
 
+#: the material columns a summary reads (the error table carries them on every prediction row)
+SUMMARY_MATERIAL_COLUMNS = [*ERROR_INPUT_COLUMNS, "chemsys", "total_dof", "crystal_system", "spacegroup_number",
+                            "spacegroup_symbol"]
+
+
 def rebuilt_hull_note(table: pl.DataFrame) -> str:
     """How informative the rebuilt hulls are: crystals whose chemical system has other compounds here."""
-    one = table.unique("material_id")
+    one = table.select("material_id", "chemsys").unique("material_id")
     shared = one.group_by("chemsys").len().filter(pl.col("len") > 1)["len"].sum() or 0
     return (
         f"Ehull rebuilt: hulls rebuilt per chemical system from this dataset's {len(one):,} crystals and the MP "
@@ -77,7 +82,7 @@ def summarize(
     near_hull: bool = False,
 ) -> Summary:
     """The summary of ``dataset``'s ``mode`` predictions (see the module docstring)."""
-    table = error_table(cache, dataset, mode=mode, rebuilt_hull=True)
+    table = error_table(cache, dataset, mode=mode, rebuilt_hull=True, sort=False, material_columns=SUMMARY_MATERIAL_COLUMNS)
     out = Summary(dataset=dataset, mode=mode, scope=f"{dataset}, {mode}", by=by, metric=metric)
     if not len(table):
         out.empty_reason = f"no {mode} predictions for dataset {dataset!r} yet: mliap-tui run --data {dataset}"
