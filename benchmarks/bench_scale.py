@@ -67,7 +67,7 @@ def step_build(root: Path, materials: int, models: int, relax_models: int, chunk
     return {"build_s": time.perf_counter() - t0, "files": files}
 
 
-def step_open(root: Path, filters: bool) -> dict:
+def step_open(root: Path, filters: bool, dataset: str = "bench") -> dict:
     """App start to the first painted table; with ``filters``, bench_filter's filter series too."""
     t_import = time.perf_counter()
     from bench_filter import run as filter_run
@@ -87,7 +87,7 @@ def step_open(root: Path, filters: bool) -> dict:
                 "rows": result["n_materials"], "models": result["n_models"], "peak_rss": peak_rss_bytes()}
 
     async def first_paint() -> float:
-        app = MliapTuiApp(cache, "bench")
+        app = MliapTuiApp(cache, dataset)
         async with app.run_test(size=(200, 60)):
             t0 = time.perf_counter()
             while not (isinstance(app.screen, ExploreScreen) and app.screen.view is not None):
@@ -168,6 +168,24 @@ def in_process(step: str, *args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def measure_real(root: Path, dataset: str) -> None:
+    """Open, summary (twice: the first computes and stores the rebuilt hulls) and export on a real dataset."""
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    info = in_process("cli", str(root), "cache", "info", "--data", dataset)
+    print(info["stdout"])
+    opened = in_process("open", str(root), "first", dataset)
+    print(f"explorer open: {opened['open_s']:.2f} s to the first painted table (+ {opened['import_s']:.2f} s importing "
+          f"the app), peak RSS {opened['peak_rss'] / 2**30:.2f} GiB")
+    for label in ("first summary (computes and stores the rebuilt hulls)", "summary again (reads them)"):
+        out = in_process("cli", str(root), "summary", "--data", dataset, "--by", "dof")
+        if out["rc"] != 0:
+            raise SystemExit(f"summary failed: {out['stderr']}")
+        print(f"{label}: {out['wall_s']:.2f} s, peak RSS {out['peak_rss'] / 2**30:.2f} GiB")
+    print(out["stdout"])
+    export = in_process("cli", str(root), "export", "--data", dataset, "--rebuilt-hull", "--overwrite", str(root / "export.csv"))
+    print(f"export --rebuilt-hull: {export['stdout'].strip().splitlines()[-1]} in {export['wall_s']:.2f} s")
+
+
 def pct(values: list[float], q: float) -> float:
     import numpy as np
 
@@ -183,6 +201,8 @@ def main() -> None:
     parser.add_argument("--cold-materials", type=int, default=0,
                         help="also time the rebuilt hulls from scratch on this many synthetic materials (default: skip)")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the synthetic cache here")
+    parser.add_argument("--data", help="measure this dataset of the --keep cache instead (a real one): open, summary "
+                        "(first call, then again), export of everything")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -192,7 +212,7 @@ def main() -> None:
         if args.step == "build":
             out = fn(root, *map(int, rest))
         elif args.step == "open":
-            out = fn(root, rest == ["filters"])
+            out = fn(root, rest[:1] == ["filters"], *(rest[1:] or ["bench"]))
         elif args.step == "cold":
             out = fn(root, int(rest[0]))
         else:
@@ -202,6 +222,10 @@ def main() -> None:
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="mliap-scale-"))
     from mliap_tui.cache import Cache
+
+    if args.data:
+        measure_real(root, args.data)
+        return
 
     cache = Cache(root)
     fresh = not cache.has_materials("bench")

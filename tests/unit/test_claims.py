@@ -116,7 +116,7 @@ def test_the_heartbeat_keeps_a_lease_alive(tmp_path):
 
 
 RACER = r"""
-import sys, time, json
+import sys, time, json, os
 from dataclasses import replace
 from mliap_tui.cache.claims import ClaimBoard, Owner
 folder, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
@@ -124,7 +124,11 @@ board = ClaimBoard(folder, replace(Owner.current(name), run_id=name), ttl_s=3600
 while time.time() < start:
     pass
 won = [k for k in (f"shard-{i:05d}" for i in range(40)) if board.try_claim(k) is not None]
-print(json.dumps(won))
+print(json.dumps(won), flush=True)
+# stay alive (holding the leases) until every racer has finished: a dead owner's leases are free
+deadline = time.time() + 300
+while not os.path.exists(folder + ".stop") and time.time() < deadline:
+    time.sleep(0.05)
 """
 
 
@@ -142,10 +146,16 @@ def test_racing_processes_each_get_a_shard_at_most_once(tmp_path, stale):
     procs = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path), f"racer{i}", str(start)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(6)]
     won = {}
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        won[p.args[-2]] = json.loads(out)
+    try:
+        for p in procs:
+            line = p.stdout.readline()
+            assert line, p.stderr.read()
+            won[p.args[-2]] = json.loads(line)
+    finally:
+        (tmp_path.parent / (tmp_path.name + ".stop")).touch()
+        for p in procs:
+            p.wait(timeout=120)
+    assert all(p.returncode == 0 for p in procs)
     all_won = [k for keys in won.values() for k in keys]
     assert sorted(all_won) == [shard_key(i) for i in range(40)], won
     for key in all_won:  # the file names the winner
