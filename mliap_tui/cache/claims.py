@@ -5,29 +5,33 @@ system) split a model's missing pairs instead of both computing them. The unit o
 **shard**: a fixed range of the dataset's material ids (sorted), the same for every run
 (:func:`shard_size`). Before a worker evaluates a shard it claims it with a **lease file**::
 
-    <cache>/datasets/<dataset>/claims/<model>/<mode>/shard-00017.lease
+    <cache>/datasets/<dataset>/claims/<model>/<mode>/shard-00017.000000.lease
 
-created atomically (written to a temporary file, then hard-linked into place, which fails when
-the name exists: the NFS-safe form of ``O_CREAT | O_EXCL``; plain ``O_EXCL`` where links are not
-supported). The file holds the owner (host, pid, process start time, boot id, PID namespace, run
-id, worker), a heartbeat time and a time to live. The owner's :class:`Heartbeat` thread rewrites it
-every ``heartbeat_s``; when the owner's rows are committed it deletes it.
+The number after the key is the lease's **generation**. A claim creates the next generation's
+file atomically (written to a temporary file, then hard-linked into place, which fails when the
+name exists: the NFS-safe form of ``O_CREAT | O_EXCL``; plain ``O_EXCL`` where links are not
+supported), so of two processes creating the same generation exactly one succeeds. The holder of
+a shard is the owner of its highest generation. The file holds the owner (host, pid, process
+start time, boot id, PID namespace, run id, worker), a heartbeat time and a time to live. The
+owner's :class:`Heartbeat` thread rewrites it every ``heartbeat_s``; when the owner's rows are
+committed it deletes it.
 
-Another run that finds a lease
+Another run that finds a shard's lease
 
 * held by a **live** owner skips that shard (and comes back to it later);
 * **expired** (no heartbeat for ``ttl_s``: the owner's machine or process died) or held by a
-  **dead** process on this same machine (pid gone or reused; known at once, no wait) takes it over:
-  the stale file is renamed away (only one taker can), checked to be the one judged stale, and a
-  new lease is created. The new owner then evaluates only what the cache does not hold yet, so
-  whatever the dead owner committed stays, and nothing is evaluated twice.
+  **dead** process on this same machine (pid gone or reused; known at once, no wait) takes it over
+  by creating the next generation (one taker wins) and deleting the older ones. The new owner
+  then evaluates only what the cache does not hold yet, so whatever the dead owner committed
+  stays, and nothing is evaluated twice. No file is ever renamed or replaced by anyone but its
+  owner, so a live lease cannot be moved away by a racing taker.
 
 Clocks: expiry compares the heartbeat written by one machine with the clock of another, so the
 machines sharing a cache need synchronised clocks (NTP); ``ttl_s`` (default 2 minutes) is far
 larger than any usual skew. A live owner that cannot write its heartbeat for longer than
-``ttl_s`` (a frozen file server) may lose its shard to a taker; it notices at its next heartbeat
-and stops evaluating that shard, so at most the rows in flight are computed twice, and the
-newest-wins read of the cache still shows each pair once.
+``ttl_s`` (a frozen process or file server) may lose its shard to a taker; it notices at its next
+heartbeat (a higher generation exists) and stops evaluating that shard, so at most the rows in
+flight are computed twice, and the newest-wins read of the cache still shows each pair once.
 
 Pure standard library; no engine or model code.
 """
@@ -175,6 +179,7 @@ class Lease:
     heartbeat_unix_s: float
     ttl_s: float
     note: dict[str, Any] = field(default_factory=dict)
+    generation: int = 0
 
     @property
     def expires_unix_s(self) -> float:
@@ -189,7 +194,7 @@ class Lease:
         owner = Owner(**{k: v for k, v in data["owner"].items() if k in Owner.__dataclass_fields__})
         return cls(key=str(data["key"]), token=str(data["token"]), owner=owner,
                    created_unix_s=float(data["created_unix_s"]), heartbeat_unix_s=float(data["heartbeat_unix_s"]),
-                   ttl_s=float(data["ttl_s"]), note=dict(data.get("note") or {}))
+                   ttl_s=float(data["ttl_s"]), note=dict(data.get("note") or {}), generation=int(data.get("generation", 0)))
 
 
 @dataclass(frozen=True)
@@ -274,80 +279,84 @@ class ClaimBoard:
         self.taken_over: list[Holder] = []  # stale leases this board took over
         self._lock = threading.RLock()
 
-    def path(self, key: str) -> Path:
-        return self.folder / f"{key}{LEASE_SUFFIX}"
+    def path(self, key: str, generation: int = 0) -> Path:
+        return self.folder / f"{key}.{generation:06d}{LEASE_SUFFIX}"
 
-    def read(self, key: str) -> tuple[Lease | None, float | None]:
-        """(lease, mtime) of ``key``'s file; (None, None) when there is none, (None, mtime) when unreadable."""
-        path = self.path(key)
-        try:
-            mtime = path.stat().st_mtime
-            return Lease.from_json(path.read_text()), mtime
-        except FileNotFoundError:
-            return None, None
-        except (OSError, ValueError, KeyError, TypeError):
+    def generations(self, key: str) -> list[int]:
+        """The generations of ``key`` with a file, lowest first."""
+        out = []
+        for p in self.folder.glob(f"{key}.*{LEASE_SUFFIX}"):
+            gen = p.name[len(key) + 1 : -len(LEASE_SUFFIX)]
+            if gen.isdigit():
+                out.append(int(gen))
+        return sorted(out)
+
+    def read(self, key: str, generation: int | None = None) -> tuple[int | None, Lease | None, float | None]:
+        """(generation, lease, mtime) of ``key``'s highest generation (or of ``generation``):
+        (None, None, None) when there is no file, a None lease when it is unreadable."""
+        for _ in range(3):  # the top file may be deleted while we look: look again
+            gens = [generation] if generation is not None else self.generations(key)
+            if not gens:
+                return None, None, None
+            path = self.path(key, gens[-1])
             try:
-                return None, path.stat().st_mtime
-            except OSError:
-                return None, None
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:
+                if generation is not None:
+                    return None, None, None
+                continue
+            try:
+                return gens[-1], Lease.from_json(path.read_text()), mtime
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError):
+                return gens[-1], None, mtime
+        return None, None, None
 
     def holder(self, key: str) -> Holder:
-        lease, mtime = self.read(key)
-        if lease is None and mtime is None:
+        gen, lease, mtime = self.read(key)
+        if gen is None:
             return Holder(LeaseState.FREE)
         return judge(lease, self.owner, self.clock(), mtime, self.ttl_s)
 
     def try_claim(self, key: str, note: dict[str, Any] | None = None) -> Lease | None:
-        """Claim ``key``: create its lease, or take over a stale one. None when a live owner holds it."""
+        """Claim ``key``: create its next lease generation when it is free or its holder is stale.
+        None when a live owner holds it."""
         with self._lock:
             if key in self.held:
                 return self.held[key]
             self.folder.mkdir(parents=True, exist_ok=True)
-            for _ in range(5):  # a few rounds of races at most
+            for _ in range(8):  # a few rounds of races at most
+                gen, lease, mtime = self.read(key)
+                found = None
+                if gen is not None:
+                    found = judge(lease, self.owner, self.clock(), mtime, self.ttl_s)
+                    if found.state == LeaseState.LIVE:
+                        return None
+                target = 0 if gen is None else gen + 1
                 now = self.clock()
-                lease = Lease(key=key, token=uuid.uuid4().hex, owner=self.owner, created_unix_s=now,
-                              heartbeat_unix_s=now, ttl_s=self.ttl_s, note=dict(note or {}))
-                if _link_exclusive(lease.to_json().encode(), self.path(key)):
-                    self.held[key] = lease
-                    self.lost.discard(key)
-                    return lease
-                found = self.holder(key)
-                if found.state == LeaseState.FREE:
-                    continue  # released meanwhile: try again
-                if found.state == LeaseState.LIVE:
+                mine = Lease(key=key, token=uuid.uuid4().hex, owner=self.owner, created_unix_s=now,
+                             heartbeat_unix_s=now, ttl_s=self.ttl_s, note=dict(note or {}), generation=target)
+                if not _link_exclusive(mine.to_json().encode(), self.path(key, target)):
+                    continue  # another claimer made that generation first: look again
+                if self.generations(key)[-1:] != [target]:
+                    # a higher generation appeared (a taker judged this one stale already): not ours
+                    self._unlink_if_mine(key, mine)
                     return None
-                if not self._remove_stale(key, found):
-                    return None
-                self.taken_over.append(found)
+                for old in self.generations(key):  # the stale generations are no one's any more
+                    if old < target:
+                        self.path(key, old).unlink(missing_ok=True)
+                self.held[key] = mine
+                self.lost.discard(key)
+                if found is not None:
+                    self.taken_over.append(found)
+                return mine
             return None
 
-    def _remove_stale(self, key: str, found: Holder) -> bool:
-        """Move the stale lease ``found`` out of the way; False if it turned out not to be stale."""
-        path = self.path(key)
-        moved = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex}")
-        try:
-            os.rename(path, moved)
-        except FileNotFoundError:
-            return True  # another taker moved it first: try to create ours
-        try:
-            try:
-                now_there = Lease.from_json(moved.read_text())
-            except (OSError, ValueError, KeyError, TypeError):
-                now_there = None
-            judged = found.lease
-            if (now_there is None) != (judged is None) or (now_there is not None and now_there.token != judged.token):
-                # between our look and the rename a new owner created a fresh lease: put it back
-                try:
-                    os.link(moved, path)
-                except OSError:
-                    pass  # its owner's heartbeat restores it
-                return False
-            return True
-        finally:
-            try:
-                moved.unlink(missing_ok=True)
-            except OSError:
-                pass
+    def _unlink_if_mine(self, key: str, lease: Lease) -> None:
+        _, current, _ = self.read(key, lease.generation)
+        if current is not None and current.token == lease.token:
+            self.path(key, lease.generation).unlink(missing_ok=True)
 
     def renew(self, key: str) -> bool:
         """Write a fresh heartbeat into ``key``'s lease; False (and ``key`` in :attr:`lost`) when it is no longer ours."""
@@ -355,28 +364,26 @@ class ClaimBoard:
             lease = self.held.get(key)
             if lease is None:
                 return False
-            current, _ = self.read(key)
-            if current is not None and current.token != lease.token:
+            gens = self.generations(key)
+            if gens and gens[-1] > lease.generation:  # taken over: this owner was judged stale
                 self._lose(key)
                 return False
             lease.heartbeat_unix_s = self.clock()
-            data = lease.to_json().encode()
-            path = self.path(key)
-            if current is None:
-                # moved aside for a moment by a taker that judged it stale: recreate it if still free
-                if not _link_exclusive(data, path):
-                    again, _ = self.read(key)
-                    if again is None or again.token != lease.token:
-                        self._lose(key)
-                        return False
+            path = self.path(key, lease.generation)
+            if lease.generation not in gens:  # its file was removed: ours only if it can be made again
+                made = _link_exclusive(lease.to_json().encode(), path)
+                if not made or self.generations(key)[-1] != lease.generation:
+                    if made:
+                        self._unlink_if_mine(key, lease)
+                    self._lose(key)
+                    return False
                 return True
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
             try:
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
+                tmp.write_bytes(lease.to_json().encode())
+                os.replace(tmp, path)  # only this owner ever writes this generation's file
             except OSError:
-                tmp.unlink(missing_ok=True)
-                return True  # a failed heartbeat is retried next time; the lease is still ours
+                tmp.unlink(missing_ok=True)  # a failed heartbeat is retried next time
             return True
 
     def _lose(self, key: str) -> None:
@@ -394,14 +401,8 @@ class ClaimBoard:
         """Give ``key`` back (delete its file if it is still ours)."""
         with self._lock:
             lease = self.held.pop(key, None)
-            if lease is None:
-                return
-            current, _ = self.read(key)
-            if current is not None and current.token == lease.token:
-                try:
-                    self.path(key).unlink()
-                except FileNotFoundError:
-                    pass
+            if lease is not None:
+                self._unlink_if_mine(key, lease)
 
     def release_all(self) -> None:
         with self._lock:
@@ -409,10 +410,10 @@ class ClaimBoard:
                 self.release(key)
 
     def leases(self) -> list[tuple[str, Holder]]:
-        """(key, holder) of every lease file in the folder (for ``cache info`` and waiting messages)."""
+        """(key, holder) of every claimed key in the folder (for ``cache info`` and waiting messages)."""
         if not self.folder.is_dir():
             return []
-        keys = sorted(p.name[: -len(LEASE_SUFFIX)] for p in self.folder.glob(f"*{LEASE_SUFFIX}"))
+        keys = sorted({p.name[: -len(LEASE_SUFFIX)].rsplit(".", 1)[0] for p in self.folder.glob(f"*{LEASE_SUFFIX}")})
         return [(k, self.holder(k)) for k in keys]
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import polars as pl
 
@@ -189,7 +189,8 @@ class ShardQueue:
     def _say_waiting(self, holders: list[tuple[Shard, Holder]]) -> None:
         owners = sorted({h.describe() for _, h in holders})
         n = sum(len(s.ids) for s, _ in holders)
-        self.emit(Log(model=self.job.model, mode=self.job.mode, worker=self.job.worker, level="info",
+        # a warning, so the app shows it too: the run is not stuck, it waits for another one
+        self.emit(Log(model=self.job.model, mode=self.job.mode, worker=self.job.worker, level="warning",
                       message=f"waiting for {len(holders)} shard(s) ({n} materials) claimed by another run: "
                               f"{'; '.join(owners[:3])}{' ...' if len(owners) > 3 else ''}; taken over if it stops"))
 
@@ -198,14 +199,4 @@ class ShardQueue:
         self.board.release_all()
 
 
-def summarize_holders(board: ClaimBoard) -> list[dict[str, Any]]:
-    """Live leases of a board as plain dicts (for ``cache info``)."""
-    out = []
-    for key, holder in board.leases():
-        lease = holder.lease
-        out.append({"key": key, "state": holder.state.value, "owner": lease.owner.describe() if lease else "?",
-                    "n": (lease.note.get("n") if lease else None)})
-    return out
-
-
-__all__ = ["Shard", "ShardQueue", "committed_ids", "shard_groups", "shard_table", "summarize_holders"]
+__all__ = ["Shard", "ShardQueue", "committed_ids", "shard_groups", "shard_table"]

@@ -132,7 +132,7 @@ def test_a_run_takes_over_the_shard_of_a_killed_owner(sample_cache, tmp_path, wh
         # freeze the owner, then make its lease name a machine B cannot look into: only the
         # heartbeat, now stopped, can tell B that the owner is gone
         os.kill(lease.owner.pid, signal.SIGSTOP)
-        path = claims / f"{lease.key}.lease"
+        path = claims / f"{lease.key}.{lease.generation:06d}.lease"
         data = json.loads(path.read_text())
         data["owner"].update(host="node-gone", boot_id="gone", pid_ns="gone")
         data["heartbeat_unix_s"] = time.time()

@@ -48,14 +48,14 @@ def test_a_live_lease_is_exclusive_and_released_leases_are_free(tmp_path):
     a = ClaimBoard(tmp_path, Owner.current("run-a"))
     b = ClaimBoard(tmp_path, replace(Owner.current("run-b"), run_id="run-b"))
     lease = a.try_claim("shard-00000", {"n": 3})
-    assert lease is not None and (tmp_path / "shard-00000.lease").is_file()
-    stored = json.loads((tmp_path / "shard-00000.lease").read_text())
+    assert lease is not None and a.path("shard-00000") == tmp_path / "shard-00000.000000.lease"
+    stored = json.loads(a.path("shard-00000").read_text())
     assert stored["owner"]["pid"] == os.getpid() and stored["owner"]["run_id"] == "run-a" and stored["note"] == {"n": 3}
     assert b.try_claim("shard-00000") is None
     held = b.holder("shard-00000")
     assert held.state == LeaseState.LIVE and "run-a" in held.describe()
     a.release("shard-00000")
-    assert not (tmp_path / "shard-00000.lease").exists()
+    assert not list(tmp_path.glob("*.lease"))
     assert b.try_claim("shard-00000") is not None
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary or stale file left
 
@@ -73,11 +73,13 @@ def test_an_expired_lease_is_taken_over_and_its_owner_learns_it_lost_it(tmp_path
     clock.t += 2  # 61 s without a heartbeat
     assert me.holder("shard-00001").state == LeaseState.EXPIRED
     taken = me.try_claim("shard-00001")
-    assert taken is not None and taken.owner.run_id == "me"
+    assert taken is not None and taken.owner.run_id == "me" and taken.generation == 1
     assert [h.lease.owner.run_id for h in me.taken_over] == ["far"]
+    assert me.generations("shard-00001") == [1]  # the stale generation is gone
     assert far.renew("shard-00001") is False and "shard-00001" in far.lost
     far.release("shard-00001")  # not its own any more: the file stays
-    assert Lease.from_json((tmp_path / "shard-00001.lease").read_text()).token == taken.token
+    assert Lease.from_json(me.path("shard-00001", 1).read_text()).token == taken.token
+    assert me.generations("shard-00001") == [1]
 
 
 def test_a_lease_of_a_dead_process_on_this_machine_is_taken_over_at_once(tmp_path):
@@ -97,11 +99,11 @@ def test_a_lease_of_a_dead_process_on_this_machine_is_taken_over_at_once(tmp_pat
 
 
 def test_an_unreadable_lease_is_live_for_its_time_to_live_then_expired(tmp_path):
-    (tmp_path / "shard-00004.lease").write_text("")
     board = ClaimBoard(tmp_path, Owner.current("me"), ttl_s=60)
+    board.path("shard-00004").write_text("")  # a peer without hard links, caught mid-write
     assert board.holder("shard-00004").state == LeaseState.LIVE and board.try_claim("shard-00004") is None
     old = time.time() - 120
-    os.utime(tmp_path / "shard-00004.lease", (old, old))
+    os.utime(board.path("shard-00004"), (old, old))
     assert board.try_claim("shard-00004") is not None
 
 
@@ -158,7 +160,8 @@ def test_racing_processes_each_get_a_shard_at_most_once(tmp_path, stale):
     assert all(p.returncode == 0 for p in procs)
     all_won = [k for keys in won.values() for k in keys]
     assert sorted(all_won) == [shard_key(i) for i in range(40)], won
-    for key in all_won:  # the file names the winner
-        owner = Lease.from_json((tmp_path / f"{key}.lease").read_text()).owner.run_id
-        assert key in won[owner]
+    board = ClaimBoard(tmp_path, Owner.current("reader"))
+    for key in all_won:  # the highest generation names the winner
+        owner = board.read(key)[1].owner.run_id
+        assert key in won[owner] and len(board.generations(key)) == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
