@@ -246,7 +246,7 @@ def run_summary(summary: Any) -> Table:
 
 def cache_info(infos: list, root: Any) -> Group:
     """``cache info``: per dataset its crystals, and per model and mode the rows on disk."""
-    table = Table(title=f"cache {root}", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=f"cache {root}", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
     table.add_column("dataset", no_wrap=True, max_width=14)
     table.add_column("model", no_wrap=True, max_width=18)
     table.add_column("mode", no_wrap=True)
