@@ -41,6 +41,7 @@ from mliap_tui.analysis.filters import (
     wide_column,
 )
 from mliap_tui.cache import Cache
+from mliap_tui.cache.compact import prediction_folders
 from mliap_tui.cache.store import collect_fresh
 from mliap_tui.core.files import write_bytes_atomic
 from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
@@ -74,14 +75,15 @@ class ExportResult:
 
 
 # ---- tables -----------------------------------------------------------------------------------
-def load_tidy(cache: Cache, dataset: str, mode: str | None = "static", rebuilt_hull: bool | str = False) -> pl.DataFrame:
+def load_tidy(cache: Cache, dataset: str, mode: str | None = "static", rebuilt_hull: bool | str = False,
+              models: Sequence[str] | None = None) -> pl.DataFrame:
     """The tidy error table of ``dataset`` (all models; one mode unless ``mode`` is None).
 
     ``rebuilt_hull``: False (no rebuilt-hull columns), True (add them, computing and storing
     those not stored yet) or ``"stored"`` (add the stored ones only; nulls elsewhere: what the
-    explorer does, so opening it never builds phase diagrams).
+    explorer does, so opening it never builds phase diagrams). ``models``: only these.
     """
-    table = collect_fresh(lambda: join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, None, mode)))
+    table = collect_fresh(lambda: join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, models, mode)))
     if rebuilt_hull:
         table = add_rebuilt_hull(table, cache, dataset, compute=rebuilt_hull != "stored")
     return table.sort("material_id", "model", "mode")
@@ -268,9 +270,14 @@ def export_filtered(
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}: use {' or '.join(LAYOUTS)}")
     flt = filter_text if isinstance(filter_text, Filter) else parse_filter(filter_text)
-    tidy = load_tidy(cache, dataset, flt.mode, rebuilt_hull=rebuilt_hull)
+    models = None
+    if flt.model_patterns:  # read only the models the filter names (known from the cache's folders)
+        folders = prediction_folders(cache, [dataset])
+        known = sorted({m for _, m, mode in folders if flt.mode is None or mode == flt.mode})
+        flt = parse_filter(flt.text, known_models=known)
+        models = flt.select_models(known)
+    tidy = load_tidy(cache, dataset, flt.mode, rebuilt_hull=rebuilt_hull, models=models)
     known = models_of(tidy)
-    flt = parse_filter(flt.text, known_models=known) if flt.model_patterns else flt
     if layout == "tidy":
         table = apply_filter(tidy, flt)
         frame = tidy_export_frame(table)
