@@ -300,8 +300,9 @@ def collect_fresh(build: Callable[[], pl.LazyFrame], attempts: int = 5) -> pl.Da
     reading; the rows are then in the compacted file, which a fresh listing finds.
     """
     for attempt in range(attempts):
+        lf = build()  # its own errors (an unknown or damaged dataset) are not retried
         try:
-            return build().collect()
+            return lf.collect()
         except FileNotFoundError:
             if attempt == attempts - 1:
                 raise

@@ -149,3 +149,26 @@ def test_scan_reads_a_lone_compacted_file_as_is(tmp_path, first):
         compact(cache, "d", "m", "static")
     plan = cache.scan_predictions("d", ["m"], "static").explain()
     assert ("UNIQUE" in plan.upper()) != first
+
+
+def test_a_read_whose_listed_file_was_compacted_away_lists_again(tmp_path):
+    """A scan lists files when it is made; if compaction removes one before the read, the read is
+    built again from a fresh listing (store.collect_fresh) and sees the same rows."""
+    from mliap_tui.cache.store import collect_fresh
+
+    cache = make(tmp_path)
+    cache.write_prediction_chunk("d", "m", "static", chunk(["x0000"], t=1))
+    cache.write_prediction_chunk("d", "m", "static", chunk(["x0001"], t=2))
+    builds = []
+
+    def build():
+        lf = cache.scan_predictions("d", ["m"], "static")
+        if not builds:
+            compact(cache, "d", "m", "static")  # the listed chunks are gone now
+        builds.append(1)
+        return lf
+
+    rows = collect_fresh(build)
+    assert len(builds) == 2 and sorted(rows["material_id"]) == ["x0000", "x0001"]
+    with pytest.raises(FileNotFoundError, match="not in the cache"):  # a build error is not retried
+        collect_fresh(lambda: cache.scan_materials("nosuch"))
