@@ -114,7 +114,12 @@ def step_seed_hulls(root: Path) -> dict:
     import numpy as np
     import polars as pl
 
-    from mliap_tui.analysis.errors import REBUILT_HULL_TABLE, error_table, hull_entries, hull_inputs_version
+    from mliap_tui.analysis.errors import (
+        REBUILT_HULL_TABLE,
+        error_table,
+        hull_entries,
+        hull_inputs_version,
+    )
     from mliap_tui.cache import Cache
     from mliap_tui.cache.derived import write_derived
 
@@ -146,7 +151,11 @@ def step_cli(root: Path, *argv: str) -> dict:
 
 
 def step_cold_hull(root: Path, materials: int) -> dict:
-    from mliap_tui.analysis.errors import compute_rebuilt_hull, error_table, hull_entries
+    from mliap_tui.analysis.errors import (
+        compute_rebuilt_hull,
+        error_table,
+        hull_entries,
+    )
     from mliap_tui.cache import Cache
 
     table = error_table(Cache(root), "bench", models=["m00"])

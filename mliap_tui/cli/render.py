@@ -109,7 +109,8 @@ def import_report(report: Any) -> Panel:
         dof.add_column("DOF", justify="right")
         dof.add_column("crystals", justify="right")
         dof.add_column("")
-        from mliap_tui.data.importer import binned_histogram  # pulls in pymatgen: only for import reports
+        # imported here: the importer pulls in pymatgen, needed only for import reports
+        from mliap_tui.data.importer import binned_histogram
 
         bins = binned_histogram(report.dof_histogram)
         peak = max((n for _, n in bins), default=1)

@@ -28,7 +28,15 @@ from typing import Callable, Iterator, Sequence
 import polars as pl
 
 from mliap_tui.cache import Cache
-from mliap_tui.cache.claims import ClaimBoard, Heartbeat, Holder, LeaseState, Owner, shard_key, shard_size
+from mliap_tui.cache.claims import (
+    ClaimBoard,
+    Heartbeat,
+    Holder,
+    LeaseState,
+    Owner,
+    shard_key,
+    shard_size,
+)
 from mliap_tui.cache.store import collect_fresh
 from mliap_tui.core.vocab import Status
 from mliap_tui.engine.protocol import Event, Log, WorkerJob

@@ -15,7 +15,12 @@ from typing import Sequence
 import polars as pl
 
 from mliap_tui.analysis.aggregate import per_group
-from mliap_tui.analysis.errors import ERROR_INPUT_COLUMNS, add_rebuilt_hull, has_rebuilt_hull, join_predictions
+from mliap_tui.analysis.errors import (
+    ERROR_INPUT_COLUMNS,
+    add_rebuilt_hull,
+    has_rebuilt_hull,
+    join_predictions,
+)
 from mliap_tui.analysis.export import (
     MATERIAL_ROW,
     check_wide_columns,
