@@ -28,7 +28,9 @@ import polars as pl
 
 from mliap_tui.analysis.errors import (
     MATERIAL_COLUMNS,
+    REBUILT_HULL_COLUMNS,
     add_rebuilt_hull,
+    groups_of,
     join_predictions,
 )
 from mliap_tui.analysis.filters import (
@@ -39,10 +41,15 @@ from mliap_tui.analysis.filters import (
     wide_column,
 )
 from mliap_tui.cache import Cache
+from mliap_tui.cache.compact import prediction_folders
+from mliap_tui.cache.store import collect_fresh
 from mliap_tui.core.files import write_bytes_atomic
 from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
 
 LAYOUTS = ("tidy", "wide", "element")
+#: a tidy table joined to a materials frame with ``with_row_index(MATERIAL_ROW)`` carries each
+#: prediction's row in that frame, which makes the wide table a scatter instead of a join per model
+MATERIAL_ROW = "__material_row"
 #: Metrics that need no recomputation (the rebuilt hull does; it is added on request).
 #: Per-model columns of the wide table besides the signed errors.
 WIDE_ROW_COLUMNS = ("status", "error")
@@ -69,11 +76,17 @@ class ExportResult:
 
 
 # ---- tables -----------------------------------------------------------------------------------
-def load_tidy(cache: Cache, dataset: str, mode: str | None = "static", rebuilt_hull: bool = False) -> pl.DataFrame:
-    """The tidy error table of ``dataset`` (all models; one mode unless ``mode`` is None)."""
-    table = join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, None, mode)).collect()
+def load_tidy(cache: Cache, dataset: str, mode: str | None = "static", rebuilt_hull: bool | str = False,
+              models: Sequence[str] | None = None) -> pl.DataFrame:
+    """The tidy error table of ``dataset`` (all models; one mode unless ``mode`` is None).
+
+    ``rebuilt_hull``: False (no rebuilt-hull columns), True (add them, computing and storing
+    those not stored yet) or ``"stored"`` (add the stored ones only; nulls elsewhere: what the
+    explorer does, so opening it never builds phase diagrams). ``models``: only these.
+    """
+    table = collect_fresh(lambda: join_predictions(cache.scan_materials(dataset), cache.scan_predictions(dataset, models, mode)))
     if rebuilt_hull:
-        table = add_rebuilt_hull(table)
+        table = add_rebuilt_hull(table, cache, dataset, compute=rebuilt_hull != "stored")
     return table.sort("material_id", "model", "mode")
 
 
@@ -94,17 +107,42 @@ def wide_table(materials: pl.DataFrame, tidy: pl.DataFrame, models: Sequence[str
     signed errors (``d_*@model``, eV/atom). ``tidy`` must hold a single mode.
 
     Materials without a prediction keep null per-model columns (status null = not evaluated).
+    When ``tidy`` has rebuilt-hull columns, each model's ``e_above_hull_pred_rebuilt@model`` is
+    kept as is (its DFT counterpart depends on the model's set of ok rows), and the material
+    column ``e_above_hull_dft_rebuilt`` is the first model's value.
     """
     if "mode" in tidy.columns and tidy["mode"].n_unique() > 1:
         raise ValueError("wide_table needs a single evaluation mode; filter the tidy table by mode first")
     models = list(models) if models is not None else models_of(tidy)
     d_cols = [METRICS[m][2] for m in METRICS if METRICS[m][2] in tidy.columns]
-    wide = materials
+    rebuilt = [c for c in REBUILT_HULL_COLUMNS if c in tidy.columns]
+    per_model = [*WIDE_ROW_COLUMNS, *d_cols, *rebuilt]
+    # each prediction's row in ``materials`` (MATERIAL_ROW when the tidy table carries it, i.e. was
+    # joined to this very frame), then every model's values scattered into those rows
+    if MATERIAL_ROW in tidy.columns:
+        rows = tidy.select(MATERIAL_ROW, "model", *per_model)
+    else:
+        rows = tidy.select("material_id", "model", *per_model).join(
+            materials.select("material_id").with_row_index(MATERIAL_ROW), on="material_id", how="inner")
+    parts = {key: part for key, part in groups_of(rows, ("model",))}
+    n = materials.height
+    columns = []
     for model in models:
-        part = tidy.filter(pl.col("model") == model).select(
-            "material_id", *[pl.col(c).alias(wide_column(c, model)) for c in (*WIDE_ROW_COLUMNS, *d_cols)]
-        )
-        wide = wide.join(part, on="material_id", how="left")
+        part = parts.get((model,))
+        aligned = part is not None and part.height == n  # a value for every material (keys are unique)
+        if aligned:
+            part = part.sort(MATERIAL_ROW)
+        for c in per_model:
+            name = f"__dft@{model}" if len(rebuilt) > 1 and c == rebuilt[1] else wide_column(c, model)
+            if aligned:
+                columns.append(part[c].alias(name))
+                continue
+            empty = pl.repeat(None, n, dtype=tidy.schema[c], eager=True)
+            columns.append((empty if part is None else empty.scatter(part[MATERIAL_ROW], part[c])).alias(name))
+    wide = materials.drop(MATERIAL_ROW, strict=False).with_columns(columns)
+    if len(rebuilt) > 1:
+        dft = [f"__dft@{m}" for m in models]
+        wide = wide.with_columns(pl.coalesce(dft).alias(rebuilt[1]) if dft else pl.lit(None, pl.Float64).alias(rebuilt[1])).drop(dft)
     return wide
 
 
@@ -114,13 +152,14 @@ def wide_models(wide: pl.DataFrame) -> list[str]:
 
 
 def with_predicted(wide: pl.DataFrame, metric: str, models: Sequence[str] | None = None) -> pl.DataFrame:
-    """Add ``<pred column>@model = DFT + d`` for ``metric`` (eV/atom) to a wide table."""
+    """Add ``<pred column>@model = DFT + d`` for ``metric`` (eV/atom) to a wide table (kept when
+    the table has it already)."""
     dft, pred, err = METRICS[metric]
     models = wide_models(wide) if models is None else models
     cols = [
         (pl.col(dft) + pl.col(wide_column(err, m))).alias(wide_column(pred, m))
         for m in models
-        if wide_column(err, m) in wide.columns and dft in wide.columns
+        if wide_column(err, m) in wide.columns and dft in wide.columns and wide_column(pred, m) not in wide.columns
     ]
     return wide.with_columns(cols) if cols else wide
 
@@ -193,12 +232,17 @@ def tidy_export_frame(tidy: pl.DataFrame) -> pl.DataFrame:
     return tidy.select([c for c in TIDY_COLUMNS if c in tidy.columns])
 
 
-def wide_export_frame(wide: pl.DataFrame, metrics: Sequence[str] = CHEAP_METRICS) -> pl.DataFrame:
-    """Material columns, DFT values, then per model status, error, predicted values and signed errors."""
+def wide_export_frame(wide: pl.DataFrame, metrics: Sequence[str] | None = None) -> pl.DataFrame:
+    """Material columns, DFT values, then per model status, error, predicted values and signed errors.
+
+    ``metrics``: default the cheap ones, and the rebuilt-hull one when the table has it.
+    """
     models = wide_models(wide)
+    if metrics is None:
+        metrics = [*CHEAP_METRICS, *(["e_above_hull_rebuilt"] if "e_above_hull_dft_rebuilt" in wide.columns else [])]
     for metric in metrics:
         wide = with_predicted(wide, metric, models)
-    base = [c for c in MATERIAL_COLUMNS if c in wide.columns]
+    base = [c for c in [*MATERIAL_COLUMNS, "e_above_hull_dft_rebuilt"] if c in wide.columns]
     per_model = []
     for m in models:
         per_model += [wide_column("status", m), wide_column("error", m)]
@@ -229,9 +273,14 @@ def export_filtered(
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}: use {' or '.join(LAYOUTS)}")
     flt = filter_text if isinstance(filter_text, Filter) else parse_filter(filter_text)
-    tidy = load_tidy(cache, dataset, flt.mode, rebuilt_hull=rebuilt_hull)
+    models = None
+    if flt.model_patterns:  # read only the models the filter names (known from the cache's folders)
+        folders = prediction_folders(cache, [dataset])
+        known = sorted({m for _, m, mode in folders if flt.mode is None or mode == flt.mode})
+        flt = parse_filter(flt.text, known_models=known)
+        models = flt.select_models(known)
+    tidy = load_tidy(cache, dataset, flt.mode, rebuilt_hull=rebuilt_hull, models=models)
     known = models_of(tidy)
-    flt = parse_filter(flt.text, known_models=known) if flt.model_patterns else flt
     if layout == "tidy":
         table = apply_filter(tidy, flt)
         frame = tidy_export_frame(table)

@@ -13,7 +13,7 @@ import polars as pl
 
 from mliap_tui.analysis.aggregate import near_hull as near_hull_rows
 from mliap_tui.analysis.aggregate import per_group, per_model
-from mliap_tui.analysis.errors import error_table
+from mliap_tui.analysis.errors import ERROR_INPUT_COLUMNS, error_table
 from mliap_tui.analysis.weights import WeightsNote, weights_notes
 from mliap_tui.cache import Cache
 from mliap_tui.core.vocab import GROUPINGS, METRIC_SYMBOL, METRICS
@@ -78,9 +78,14 @@ def not_compared(models: Iterable[str]) -> dict[str, str]:
     return out
 
 
+#: the material columns a summary reads (the error table carries them on every prediction row)
+SUMMARY_MATERIAL_COLUMNS = [*ERROR_INPUT_COLUMNS, "chemsys", "total_dof", "crystal_system", "spacegroup_number",
+                            "spacegroup_symbol"]
+
+
 def rebuilt_hull_note(table: pl.DataFrame) -> str:
     """How informative the rebuilt hulls are: crystals whose chemical system has other compounds here."""
-    one = table.unique("material_id")
+    one = table.select("material_id", "chemsys").unique("material_id")
     shared = one.group_by("chemsys").len().filter(pl.col("len") > 1)["len"].sum() or 0
     return (
         f"Ehull rebuilt: hulls rebuilt per chemical system from this dataset's {len(one):,} crystals and the MP "
@@ -147,7 +152,8 @@ def summarize(
             out.empty_reason += (f" It carries DFT forces: mliap-tui softening --data {dataset} and "
                                  f"mliap-tui rare-events --data {dataset} (after run --forces).")
         return out
-    table = error_table(cache, dataset, mode=mode, rebuilt_hull=bool(holds.thermo))
+    columns = [*SUMMARY_MATERIAL_COLUMNS, *(["elements"] if by == "element" else [])]
+    table = error_table(cache, dataset, mode=mode, rebuilt_hull=bool(holds.thermo), sort=False, material_columns=columns)
     if not len(table):
         out.empty_reason = f"no {mode} predictions for dataset {dataset!r} yet: mliap-tui run --data {dataset}"
         return out

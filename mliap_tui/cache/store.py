@@ -28,7 +28,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import polars as pl
 
@@ -129,6 +129,14 @@ class Cache:
                 path = path / check_name(mode, "mode")
         return path
 
+    def download_dir(self, dataset: str) -> Path:
+        """Pages of a download in progress (``data import mp``), committed as they arrive."""
+        return self.dataset_dir(dataset) / "download"
+
+    def claims_dir(self, dataset: str, model: str, mode: str) -> Path:
+        """Lease files of the shards being evaluated (:mod:`mliap_tui.cache.claims`)."""
+        return self.dataset_dir(dataset) / "claims" / check_name(model, "model id") / check_name(mode, "mode")
+
     def datasets(self) -> list[str]:
         base = self.root / "datasets"
         if not base.is_dir():
@@ -195,12 +203,12 @@ class Cache:
         return write_parquet_atomic(df, folder / name, make_parents=False)
 
     def prediction_files(self, dataset: str, model: str | None = None, mode: str | None = None) -> list[Path]:
-        """Committed chunk files; any that is not a whole parquet file is quarantined and left out."""
+        """Committed chunk and compacted files; any that is not a whole parquet file is quarantined and left out."""
         base = self.predictions_dir(dataset, model, mode)
         if not base.is_dir():
             return []
         good = []
-        for p in sorted(base.rglob("part-*.parquet")):
+        for p in sorted(q for pattern in PREDICTION_FILE_PATTERNS for q in base.rglob(pattern)):
             error = check_parquet(p)
             if error is None:
                 good.append(p)
@@ -217,16 +225,29 @@ class Cache:
         A failed row is superseded by a later ok row for the same key, so re-running after a
         fix replaces failures without duplicates. Rows made with other weights under the same
         model id (``weights_fingerprint``) are kept beside each other, never merged.
+        Keys never span folders (a folder holds one
+        model and mode), so the newest-wins pass runs per folder, and a folder holding only its
+        compacted file (:mod:`mliap_tui.cache.compact`, already one row per key) is read as is.
+        A scan lists the files when it is made: collect it with :func:`collect_fresh` where a
+        compaction may replace them meanwhile.
         """
         files = []
         for model in models if models is not None else [None]:
             files += self.prediction_files(dataset, model, mode)
         if not files:
             return pl.LazyFrame(schema=PREDICTIONS_SCHEMA)
-        lf = pl.scan_parquet(files, schema=PREDICTIONS_SCHEMA, missing_columns="insert")
-        if mode is not None:
-            lf = lf.filter(pl.col("mode") == mode)
-        return lf.sort("created_unix_s").unique(subset=list(PREDICTION_KEY), keep="last", maintain_order=True)
+        folders: dict[Path, list[Path]] = {}
+        for f in files:
+            folders.setdefault(f.parent, []).append(f)
+        frames = []
+        for group in folders.values():
+            lf = pl.scan_parquet(group, schema=PREDICTIONS_SCHEMA, missing_columns="insert")
+            if mode is not None:
+                lf = lf.filter(pl.col("mode") == mode)
+            if not (len(group) == 1 and is_compacted(group[0])):
+                lf = newest_wins(lf)
+            frames.append(lf)
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
 
     # ---- derived per-row values (recomputable; kept because they are slow) --------------
     def relax_geometry_dir(self, dataset: str, model: str | None = None) -> Path:
@@ -288,12 +309,48 @@ class Cache:
         With ``weights_fingerprint``, only rows made with those weights count (what the engine
         asks); without it, rows of any weights do.
         """
-        lf = self.scan_predictions(dataset, [model], mode)
-        if weights_fingerprint is not None:
-            lf = lf.filter(pl.col("weights_fingerprint") == weights_fingerprint)
-        if not include_failed:
-            lf = lf.filter(pl.col("status") == "ok")
-        return set(lf.select("material_id").collect()["material_id"].to_list())
+
+        def build() -> pl.LazyFrame:
+            lf = self.scan_predictions(dataset, [model], mode)
+            if weights_fingerprint is not None:
+                lf = lf.filter(pl.col("weights_fingerprint") == weights_fingerprint)
+            if not include_failed:
+                lf = lf.filter(pl.col("status") == "ok")
+            return lf.select("material_id")
+
+        return set(collect_fresh(build)["material_id"].to_list())
+
+
+#: committed prediction files: worker chunks and compacted files (one per folder after ``cache compact``)
+PREDICTION_FILE_PATTERNS = ("part-*.parquet", "compact-*.parquet")
+COMPACTED_PREFIX = "compact-"
+
+
+def is_compacted(path: Path) -> bool:
+    """A compacted file holds one row per key, sorted by material_id (see :mod:`.compact`)."""
+    return Path(path).name.startswith(COMPACTED_PREFIX)
+
+
+def newest_wins(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per (material, model, mode): the one committed last."""
+    return lf.sort("created_unix_s").unique(subset=list(PREDICTION_KEY), keep="last", maintain_order=True)
+
+
+def collect_fresh(build: Callable[[], pl.LazyFrame], attempts: int = 5) -> pl.DataFrame:
+    """``build().collect()``, built again when a file it listed vanished before it was read.
+
+    A compaction (or a quarantine) may remove chunk files between the listing of a scan and its
+    reading; the rows are then in the compacted file, which a fresh listing finds.
+    """
+    for attempt in range(attempts):
+        lf = build()  # its own errors (an unknown or damaged dataset) are not retried
+        try:
+            return lf.collect()
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            _sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class CorruptMaterials(FileNotFoundError):
@@ -304,3 +361,9 @@ def _now() -> float:
     import time
 
     return time.time()
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)

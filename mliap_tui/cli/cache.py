@@ -1,14 +1,14 @@
-"""``mliap-tui cache``: look after the cache folder (check it for damaged files)."""
+"""``mliap-tui cache``: look after the cache folder (what it holds, compaction, damaged files)."""
 
 from __future__ import annotations
 
 import argparse
 
-from mliap_tui.cli import console, options
+from mliap_tui.cli import console, options, render
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cache", help="check the cache for damaged files",
+    p = sub.add_parser("cache", help="what the cache holds; compact it; check it for damaged files",
                        description="Look after the parquet cache folder.")
     cache_sub = p.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
     check = cache_sub.add_parser(
@@ -24,6 +24,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--data", default=None, metavar="NAME", help="only this dataset (default: all)")
     options.add_cache(check)
     check.set_defaults(handler=cmd_check)
+
+    info = cache_sub.add_parser(
+        "info",
+        help="datasets, models, modes: rows, files and bytes on disk",
+        description="What the cache holds, counted from its files: per dataset its crystals, and per "
+        "model and mode the committed rows on disk, the (material, model, mode) pairs they hold after "
+        "newest-wins, failed pairs, files and bytes, the stored derived tables (rebuilt hulls), and "
+        "which folders a run is evaluating right now.",
+        epilog=options.examples("mliap-tui cache info", "mliap-tui --cache /data/mliap cache info --data mp"),
+        formatter_class=options.formatter(),
+    )
+    info.add_argument("--data", default=None, metavar="NAME", help="only this dataset (default: all)")
+    options.add_cache(info)
+    info.set_defaults(handler=cmd_info)
+
+    compact = cache_sub.add_parser(
+        "compact",
+        help="merge each model's committed chunk files into one sorted file",
+        description="Merge the committed chunk files of every (dataset, model, mode) into one "
+        "deduplicated parquet file sorted by material_id (newest row of each pair kept), so every "
+        "later read is one file. Safe while runs write to the same cache: a chunk committed "
+        "meanwhile is kept as it is. Runs do this for what they committed when they end.",
+        epilog=options.examples("mliap-tui cache compact", "mliap-tui cache compact --data mp"),
+        formatter_class=options.formatter(),
+    )
+    compact.add_argument("--data", default=None, metavar="NAME", help="only this dataset (default: all)")
+    options.add_cache(compact)
+    compact.set_defaults(handler=cmd_compact)
+
+
+def _datasets(cache, name: str | None) -> list[str]:
+    if name is None:
+        return cache.datasets()
+    if not cache.has_materials(name):
+        known = ", ".join(cache.datasets()) or "none"
+        raise FileNotFoundError(f"dataset {name!r} is not in the cache at {cache.root} (known: {known})")
+    return [name]
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from mliap_tui.cache.inventory import cache_info
+
+    cache = options.cache_of(args)
+    console.print(render.cache_info(cache_info(cache, _datasets(cache, args.data)), cache.root))
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from mliap_tui.cache.compact import compact_all
+
+    cache = options.cache_of(args)
+    results = compact_all(cache, _datasets(cache, args.data))
+    console.print(render.compaction(results))
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:

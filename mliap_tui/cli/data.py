@@ -34,6 +34,9 @@ examples:
   mliap-tui data import sample
   mliap-tui data import wbm_random_1000_pbe54.json.gz --name wbm
   mliap-tui data import my_cifs/ --name mine --symprec 0.01
+  mliap-tui data import mp20_test.csv.gz mp20_val.csv.gz mpts52_test.csv.gz --name mp22k
+  mliap-tui data import mp        (about 150k documents, in pages committed as they arrive;
+                                   an interrupted download resumes when run again)
 """
 
 READERS = ("mp_csv", "entries_json", "wbm_json", "structure_files", "extxyz", "ase_db", "si_rare_events")
@@ -52,8 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=IMPORT_EPILOG,
         formatter_class=options.formatter(),
     )
-    imp.add_argument("source", help="what to read: sample | sample-forces | mp | PATH (a file or a folder; see below)")
-    imp.add_argument("--name", help="dataset name in the cache (default: 'sample', 'mp' or the file stem)")
+    imp.add_argument("source", nargs="+",
+                     help="what to read: sample | sample-forces | mp | PATH (a file or a folder; see sources below); several "
+                     "paths make one dataset")
+    imp.add_argument("--name", help="dataset name in the cache (default: 'sample', 'mp' or the (first) file stem)")
     imp.add_argument("--format", dest="fmt", choices=READERS, help="force a reader instead of guessing from the path")
     imp.add_argument("--symprec", type=float, default=DEFAULT_SYMPREC_ANG,
                      help="spglib symmetry tolerance in Å (default %(default)s, the Materials Project's)")
@@ -92,17 +97,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         os.environ["MP_API_KEY"] = args.api_key
     limits = CellLimits(min_distance_ang=args.min_distance, min_volume_per_atom_ang3=args.min_volume_per_atom,
                         max_atoms=args.max_atoms)
+    from contextlib import nullcontext
+
+    from mliap_tui.cli.progress import DownloadBar
+
     options_ = dict(fmt=args.fmt, cache=cache, symprec_ang=args.symprec, limit=args.limit, n_jobs=args.jobs,
                     limits=limits)
-    if args.source == FORCE_SAMPLE_NAME:
+    if args.source == [FORCE_SAMPLE_NAME]:
         del options_["fmt"]
         reports = import_force_sample(**options_)
     else:
-        reports = [import_dataset(args.source, dataset=args.name, **options_)]
+        source = args.source[0] if len(args.source) == 1 else args.source
+        with DownloadBar(console=err_console) if "mp" in args.source else nullcontext() as bar:
+            reports = [import_dataset(source, dataset=args.name, on_download=bar, **options_)]
     for report in reports:
         console.print(render.import_report(report))
         console.print(f"[dim]stored in {cache.materials_path(report.dataset)}[/dim]")
-    if args.source == FORCE_SAMPLE_NAME:
+    if args.source == [FORCE_SAMPLE_NAME]:
         console.print("[dim]next: mliap-tui run --data si-vacancy-sample --models chgnet-0.3.0 --forces, then "
                       "mliap-tui softening --data si-vacancy-sample (or f in the app)[/dim]")
     return 0 if all(r.n_loaded for r in reports) else 1

@@ -62,6 +62,7 @@ class RichProgress:
             refresh_per_second=4,
         )
         self.tasks: dict[str, TaskID] = {}
+        self.other: dict[str, str] = {}  # per model: " (N done by another run)" once it finished
 
     # -- context manager -----------------------------------------------------------------
     def __enter__(self) -> "RichProgress":
@@ -126,11 +127,50 @@ class RichProgress:
             task = self._task(ev.model)
             state = "[yellow]cancelled[/]" if ev.cancelled else "[green]done[/]"
             # the final rates: structures over the evaluation time (what the summary table shows)
-            self.bar.update(task, status=state,
+            other = f" [dim]({ev.skipped} done by another run)[/]" if ev.skipped else ""
+            self.other[ev.model] = other
+            self.bar.update(task, status=f"{state}{other}",
                             rates=f"{_rate(ev.structures_per_s, 'struct/s')}  {_rate(ev.atoms_per_s, 'atoms/s', 0)}")
         elif isinstance(ev, RunFinished):
             for m in ev.summary.get("models", []):  # the model's wall time, as in the summary table
                 if m["model"] in self.tasks and not m.get("error") and m.get("done"):
                     state = "[yellow]cancelled[/]" if m.get("cancelled") else "[green]done[/]"
-                    self.bar.update(self.tasks[m["model"]], status=f"{state} in {format_duration(m['wall_s'])}")
+                    other = self.other.get(m["model"], "")
+                    self.bar.update(self.tasks[m["model"]], status=f"{state} in {format_duration(m['wall_s'])}{other}")
             self.bar.refresh()
+
+
+class DownloadBar:
+    """A progress bar for the paged Materials Project download (``data import mp``): documents
+    fetched of the total, pages committed to the cache, resumed pages, ETA."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.bar = RichBar(
+            TextColumn("[bold]Materials Project[/] {task.fields[what]}"),
+            BarColumn(bar_width=20),
+            TextColumn("{task.fields[docs]}  ETA {task.fields[eta]}\n[dim]{task.fields[pages]}[/]"),
+            console=self.console,
+            refresh_per_second=4,
+        )
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> "DownloadBar":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+    def __call__(self, ev: Any) -> None:
+        """Take a ``mp_api.DownloadProgress``."""
+        fields = {
+            "what": f"{ev.database_version} GGA/GGA+U",
+            "docs": f"{ev.docs_done:,}/{ev.docs_total:,} documents",
+            "eta": format_duration(ev.eta_s, clock=True),
+            "pages": f"page {ev.pages_done}/{ev.pages_total} committed"
+            + (f", {ev.resumed_pages} from an earlier download" if ev.resumed_pages else ""),
+        }
+        if self.task is None:
+            self.task = self.bar.add_task("download", total=max(ev.pages_total, 1), **fields)
+        self.bar.update(self.task, completed=ev.pages_done, total=max(ev.pages_total, 1), **fields)

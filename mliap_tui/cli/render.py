@@ -20,6 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from mliap_tui.core.units import (
+    format_bytes,
     format_duration,
     format_mev,
     format_mev_interval,
@@ -34,7 +35,6 @@ from mliap_tui.core.vocab import (
     METRIC_SYMBOL,
     CrystalSystem,
 )
-from mliap_tui.data.importer import binned_histogram
 
 #: How many rejected/warning rows the import report lists (all of them are in the JSON report).
 RENDER_MAX_ROWS = 15
@@ -117,6 +117,9 @@ def import_report(report: Any) -> Panel:
         dof.add_column("DOF", justify="right")
         dof.add_column("crystals", justify="right")
         dof.add_column("")
+        # imported here: the importer pulls in pymatgen, needed only for import reports
+        from mliap_tui.data.importer import binned_histogram
+
         bins = binned_histogram(report.dof_histogram)
         peak = max((n for _, n in bins), default=1)
         for label, n in bins:
@@ -285,6 +288,8 @@ def run_summary(summary: Any) -> Table:
             status = f"[red]{_ERROR_STATUS.get(getattr(m, 'error_kind', None) or '', 'error')}[/]"
         else:
             status = "[yellow]cancelled[/]" if m.cancelled else "[green]ok[/]"
+        if getattr(m, "elsewhere", 0):
+            status += f" [dim]({m.elsewhere:,} done by another run)[/]"
         weights = getattr(m, "weights_fingerprint", None)
         table.add_row(
             escape(m.model) + (f"\n[dim]weights {weights[:7]}[/]" if weights else ""),
@@ -295,6 +300,64 @@ def run_summary(summary: Any) -> Table:
             format_duration(m.wall_s),
             status,
         )
+    return table
+
+
+# ---- cache ---------------------------------------------------------------------------------------------
+
+
+def cache_info(infos: list, root: Any) -> Group:
+    """``cache info``: per dataset its crystals, and per model and mode the rows on disk."""
+    table = Table(title=f"cache {root}", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("dataset", no_wrap=True, max_width=14)
+    table.add_column("model", no_wrap=True, max_width=18)
+    table.add_column("mode", no_wrap=True)
+    for col in ("rows", "pairs", "failed", "files", "size"):
+        table.add_column(col, justify="right", no_wrap=True)
+    notes = []
+    for info in infos:
+        table.add_row(f"[bold]{escape(info.dataset)}[/]", "[dim]materials[/]", "", f"{info.materials:,}", "", "", "1",
+                      format_bytes(info.materials_bytes))
+        for f in info.folders:
+            files = f"{f.files}" + ("" if f.compacted == f.files == 1 else "*")
+            table.add_row("", escape(f.model), f.mode, f"{f.rows:,}", f"{f.pairs:,}",
+                          f"[red]{f.failed:,}[/]" if f.failed else "0", files, format_bytes(f.bytes))
+            if f.claims:
+                notes.append(f"{info.dataset}/{f.model}/{f.mode}: a run is evaluating it now ({f.claims} shard(s) claimed)")
+        if info.derived_files:
+            table.add_row("", "[dim]derived[/]", "", "", "", "", f"{info.derived_files}", format_bytes(info.derived_bytes))
+    if not infos:
+        table.add_row("[dim]no dataset yet: mliap-tui data import sample[/]", "", "", "", "", "", "", "")
+    superseded = sum(f.rows - f.pairs for i in infos for f in i.folders)
+    uncompacted = sum(1 for i in infos for f in i.folders if f.files > 1 or f.compacted != f.files)
+    caption = ["rows: committed rows on disk; pairs: (material, model, mode) after newest-wins; "
+               "failed: pairs whose newest row failed; derived: stored rebuilt-hull tables."]
+    if superseded or uncompacted:
+        caption.append(f"*: {uncompacted} folder(s) with chunk files not compacted yet, {superseded:,} superseded "
+                       "rows: mliap-tui cache compact merges them.")
+    table.caption, table.caption_justify = " ".join(caption), "left"
+    return Group(table, *[f"[yellow]{escape(n)}[/]" for n in notes])
+
+
+def compaction(results: list) -> Table:
+    """``cache compact``: what each folder became."""
+    table = Table(title="compaction", title_justify="left")
+    table.add_column("dataset/model/mode", overflow="fold")
+    table.add_column("files", justify="right", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    for r in results:
+        name = escape(f"{r.dataset}/{r.model}/{r.mode}")
+        if not r.changed:
+            table.add_row(name, f"{r.files_before}", "", "", f"[dim]{escape(r.skipped or '')}[/]")
+            continue
+        table.add_row(name, f"{r.files_merged} -> 1", f"{r.rows_before:,} -> {r.rows_after:,}",
+                      f"{format_bytes(r.bytes_before)} -> {format_bytes(r.bytes_after)}", f"{r.seconds:.1f} s")
+    if not results:
+        table.add_row("[dim]no predictions in this cache yet[/]", "", "", "", "")
+    table.caption = "rows: rows on disk; fewer after when superseded rows (an older result of a pair) were dropped."
+    table.caption_justify = "left"
     return table
 
 

@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--limit", type=options.positive_int, help="evaluate at most N materials per model")
     run.add_argument("--forces", action="store_true", help="also store forces (eV/Å) and stress (GPa)")
     run.add_argument("--retry-failed", action="store_true", help="re-evaluate rows that failed before")
+    run.add_argument("--torch-threads", type=options.positive_int, metavar="N",
+                     help="intra-op threads per CPU worker (default: every usable core; 1 is often faster on a "
+                     "machine other processes share)")
     run.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
                      help="local weights file (or folder) for a model; repeat for several models")
     run.add_argument("--trust-model", default=None, metavar="IDS",
@@ -92,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             checkpoints=checkpoints,
             trust_models=trust,
+            torch_threads=args.torch_threads,
         )
     console.print(render.run_summary(summary))
     if summary.cancelled:  # Ctrl-C (or SIGTERM): the runner cancelled, the workers committed and exited

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -469,6 +469,7 @@ def import_dataset(
     append: bool = False,
     refs: Mapping[str, float] | None = None,
     limits: CellLimits = CellLimits(),
+    on_download: Callable[[Any], None] | None = None,
 ) -> ImportReport:
     """Read, validate and store a dataset; return (and store) its ImportReport.
 
@@ -478,6 +479,8 @@ def import_dataset(
     this many records in total. ``append``: keep an existing table of ``dataset`` and add the new
     rows (ids already there are rejected as duplicates); otherwise the table is replaced.
     The table is written only when at least one row loaded (or rows existed when appending).
+    ``on_download``: progress callback of the 'mp' download (``mp_api.DownloadProgress``), which
+    commits its pages to the cache as they arrive and resumes an interrupted download.
     """
     cache = cache if cache is not None else Cache.open()
     if limit is not None and limit < 0:
@@ -489,11 +492,13 @@ def import_dataset(
 
     streams = []
     sources = []
+    download = None
     for item in inputs:
         if str(item) == MP_NAME:
             from mliap_tui.data import mp_api
 
-            streams.append(mp_api.read_mp_api(api_key=api_key, limit=limit))
+            download = mp_api.MPDownload(cache, dataset, api_key=api_key, limit=limit, on_progress=on_download)
+            streams.append(download.records())
             sources.append(mp_api.SOURCE)
         else:
             path = sample_path() if str(item) == SAMPLE_NAME else Path(item)
@@ -519,6 +524,10 @@ def import_dataset(
         sources=sources,
         limits=limits,
     )
+    if download is not None:  # its source names the database version it read
+        report.sources = [download.source if s == mp_api.SOURCE else s for s in report.sources]
+        for note in download.notes:
+            report.warn(download.source, "-", note)
     if existing is not None and len(existing):
         df = pl.concat([conform(existing, MATERIALS_SCHEMA), df], how="vertical")
     report.n_in_dataset = len(df)
@@ -526,6 +535,8 @@ def import_dataset(
         report.materials_path = str(cache.write_materials(dataset, df))
         _write_atom_properties(cache, dataset, per_atom_meta, set(df["material_id"].to_list()))
     write_json_atomic(report.to_dict(), cache.report_path(dataset))
+    if download is not None and len(df):
+        download.cleanup()  # the pages are in the dataset now
     return report
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from mliap_tui.cache import Cache
+from mliap_tui.cache.store import collect_fresh
 from mliap_tui.cache.weights import label_weight_variants
 from mliap_tui.core.vocab import CRYSTAL_SYSTEMS
 
@@ -51,9 +52,9 @@ def dataset_overview(cache: Cache, dataset: str) -> DatasetOverview:
             dft[col] = (len(s), float(s.median()))
     counts = dict(df["crystal_system"].value_counts().iter_rows())
     dof = df["total_dof"].drop_nulls().value_counts().sort("total_dof")
-    preds = label_weight_variants(cache.scan_predictions(dataset)).group_by("model", "mode").agg(
+    preds = collect_fresh(lambda: label_weight_variants(cache.scan_predictions(dataset)).group_by("model", "mode").agg(
         (pl.col("status") == "ok").sum().alias("ok"), (pl.col("status") == "failed").sum().alias("failed")
-    ).sort("model", "mode").collect()
+    ).sort("model", "mode"))
     return DatasetOverview(
         dataset=dataset,
         path=str(cache.dataset_dir(dataset)),

@@ -105,6 +105,7 @@ class ProgressTracker:
         self.t0 = time.monotonic()
         self.done = self.atoms_done = self.ok = self.failed = 0
         self.batch_atoms = 0
+        self.skipped = 0  # materials another run committed first (taken out of the totals)
         self.last_failures: deque[list[str]] = deque(maxlen=LAST_FAILURES)
         self._last_emit = 0.0
         self.emitted_done = -1  # ``done`` at the last event made
@@ -117,6 +118,12 @@ class ProgressTracker:
         for material_id, reason in failures:
             self.last_failures.append([material_id, reason])
         self.window.add(self.done, self.atoms_done)
+
+    def skip(self, n: int, atoms: int) -> None:
+        """``n`` materials (``atoms`` atoms) of the job were committed by another run: not ours to do."""
+        self.skipped += n
+        self.total -= n
+        self.atoms_total -= atoms
 
     def due(self) -> bool:
         """True when the last event is older than the throttle interval (or everything is done)."""
@@ -147,6 +154,7 @@ class ProgressTracker:
             memory_kind=kind,
             batch_atoms=self.batch_atoms,
             last_failures=list(self.last_failures),
+            skipped=self.skipped,
         )
 
 
@@ -187,6 +195,7 @@ def combine(events: Iterable[Progress]) -> Progress | None:
         peak_memory_bytes=max(mems) if mems else None,
         batch_atoms=max(e.batch_atoms for e in events),
         last_failures=failures,
+        skipped=sum(e.skipped for e in events),
     )
 
 

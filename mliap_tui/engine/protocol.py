@@ -108,6 +108,16 @@ class WorkerJob:
     max_consecutive_errors: int = 50
     run_id: str = ""
     worker: int = 0  # shard index when a model is split across workers (one per GPU)
+    #: work claiming (mliap_tui.cache.claims): materials per shard (None = by dataset size, the
+    #: same for every run), lease time to live and heartbeat, and how often to look again at
+    #: shards another run holds
+    claim_size: int | None = None
+    lease_ttl_s: float = 120.0
+    heartbeat_s: float = 15.0
+    claim_poll_s: float = 2.0
+    #: with ``retry_failed``: failed rows committed at or after this time (Unix s; the run's
+    #: start) count as done, so a failure retried by a concurrent run is not retried again
+    since_unix_s: float | None = None
     version: int = PROTOCOL_VERSION
 
     def validate(self) -> "WorkerJob":
@@ -121,6 +131,10 @@ class WorkerJob:
             raise ProtocolError(f"chunk_rows must be >= 1, got {self.chunk_rows}")
         if self.prefetch < 0:
             raise ProtocolError(f"prefetch must be >= 0, got {self.prefetch}")
+        if self.claim_size is not None and self.claim_size < 1:
+            raise ProtocolError(f"claim_size must be >= 1, got {self.claim_size}")
+        if not 0 < self.heartbeat_s < self.lease_ttl_s:
+            raise ProtocolError(f"need 0 < heartbeat_s < lease_ttl_s, got {self.heartbeat_s} and {self.lease_ttl_s}")
         if self.material_ids is not None and not all(isinstance(m, str) for m in self.material_ids):
             raise ProtocolError("material_ids must be a list of strings")
         if self.version > PROTOCOL_VERSION:
@@ -253,6 +267,8 @@ class Progress(Event):
     batch_atoms: int = 0
     #: the last few failures: [[material_id, reason], ...], newest last
     last_failures: list[list[str]] = field(default_factory=list)
+    #: materials of the job that another run committed first (left out of ``total``)
+    skipped: int = 0
 
 
 @_register
@@ -296,6 +312,7 @@ class WorkerFinished(Event):
     device: str = ""
     peak_memory_bytes: int | None = None
     memory_kind: str = ""
+    skipped: int = 0  # materials of the job another run committed first (not in ``total``)
 
 
 @_register

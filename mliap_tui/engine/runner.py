@@ -47,6 +47,7 @@ from mliap_tui.engine.progress import combine
 from mliap_tui.engine.protocol import (
     ChunkCommitted,
     Event,
+    Log,
     ModelSkipped,
     Progress,
     RunFinished,
@@ -84,6 +85,7 @@ class ModelRunSummary:
     workers: int = 0
     wall_s: float = 0.0  # wall time of this model, worker start-up and model loading included
     eval_s: float = 0.0  # evaluation only (slowest worker)
+    elsewhere: int = 0  # of ``todo``, committed by another run on the same cache meanwhile (claims)
     structures_per_s: float | None = None  # done / eval_s
     device: str = ""
     error: str | None = None
@@ -94,7 +96,7 @@ class ModelRunSummary:
 
     @property
     def complete(self) -> bool:
-        return self.error is None and not self.cancelled and self.done >= self.todo
+        return self.error is None and not self.cancelled and self.done + self.elsewhere >= self.todo
 
 
 @dataclass
@@ -128,6 +130,7 @@ class RunSummary:
             lines.append(
                 f"  {m.model:<28} cached {m.already_done:>6}  evaluated {m.done:>6}/{m.todo:<6} ok {m.ok:>6} "
                 f"failed {m.failed:>5}  {rate:>9}  {m.wall_s:7.1f} s  {status}"
+                + (f"  (another run did {m.elsewhere})" if m.elsewhere else "")
             )
         return "\n".join(lines)
 
@@ -189,6 +192,14 @@ def plan_devices(device: str, gpus: Sequence[str] | None = None) -> tuple[str, l
             raise ValueError("device 'cuda' requested but no GPU is visible here: use --device cpu (or auto)")
         return "cpu", [None]
     return ("cuda" if len(found) > 1 else f"cuda:{found[0]}"), list(found)
+
+
+def shard_by_claims(groups: Sequence[Sequence[str]], sizes: dict[str, int], n: int) -> list[list[str]]:
+    """Split claim shards (``groups`` of ids, engine/claiming.py) over ``n`` workers, whole shards
+    only and balanced by atom count, so the workers of one run never contend for a shard."""
+    keys = [str(k) for k in range(len(groups))]
+    loads = [sum(sizes.get(m, 1) for m in g) for g in groups]
+    return [[m for k in part for m in groups[int(k)]] for part in shard(keys, loads, n)]
 
 
 def shard(ids: Sequence[str], sizes: Sequence[int], n: int) -> list[list[str]]:
@@ -368,6 +379,7 @@ class EvaluationRun:
         cpu_workers: int = 1,
         run_id: str | None = None,
         job_overrides: dict[str, Any] | None = None,
+        compact: bool = True,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
@@ -400,6 +412,8 @@ class EvaluationRun:
             raise ValueError(f"cpu_workers must be >= 1, got {cpu_workers}")
         self.cpu_workers = cpu_workers
         self.job_overrides = dict(job_overrides or {})
+        self.compact = compact
+        self.started_unix_s = time.time()
         self.run_id = run_id or time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self._cancel = threading.Event()
         self._lock = threading.Lock()
@@ -478,6 +492,7 @@ class EvaluationRun:
     # -- running --------------------------------------------------------------------------------
     def run(self) -> RunSummary:
         t0 = time.monotonic()
+        self.started_unix_s = time.time()
         label, slots = plan_devices(self.device, self.gpus)
         if slots == [None]:
             slots = [None] * self.cpu_workers
@@ -512,6 +527,8 @@ class EvaluationRun:
                     self._emit(ModelSkipped(model=ms.model, mode=self.mode, reason=reason))
                     continue
                 self._run_model(ms, todos[ms.model], sizes, slots, label)
+            if self.compact and not self._cancel.is_set():
+                self._compact(summary)
         finally:
             self._stop_all()
         summary.cancelled = self._cancel.is_set()
@@ -544,6 +561,7 @@ class EvaluationRun:
             relax_max_steps=self.relax_max_steps,
             run_id=self.run_id,
             worker=worker,
+            since_unix_s=self.started_unix_s,
         )
         for key, value in self.job_overrides.items():
             setattr(job, key, value)
@@ -565,7 +583,13 @@ class EvaluationRun:
             ms.error_kind = "bad_job"
             self._emit(WorkerError(model=ms.model, mode=self.mode, kind="bad_job", message=ms.error))
             return
-        shards = shard(todo, [sizes.get(m, 1) for m in todo], len(slots))
+        if len(slots) > 1:
+            from mliap_tui.engine.claiming import shard_groups
+
+            groups = [g for _, g in shard_groups(self.cache, self.dataset, todo, self.job_overrides.get("claim_size"))]
+            shards = shard_by_claims(groups, sizes, len(slots))
+        else:
+            shards = [todo]
         events: queue.Queue = queue.Queue()
         workers: list[WorkerProcess] = []
         with self._lock:
@@ -633,7 +657,7 @@ class EvaluationRun:
                 ms.last_failures = list(combined.last_failures)
                 if len(workers) > 1:
                     # totals of workers that have not reported yet still count
-                    combined.total = ms.todo
+                    combined.total = ms.todo - combined.skipped
                 self._emit(combined)
             return
         if isinstance(ev, WorkerStarted):
@@ -647,6 +671,7 @@ class EvaluationRun:
                 ms.todo = todo
         elif isinstance(ev, WorkerFinished):
             w.finished = ev
+            ms.elsewhere += ev.skipped
         elif isinstance(ev, WorkerError):
             w.error = ev
         elif isinstance(ev, ChunkCommitted):
@@ -654,6 +679,24 @@ class EvaluationRun:
             ms.ok += ev.ok
             ms.failed += ev.failed
         self._emit(ev)
+
+    def _compact(self, summary: RunSummary) -> None:
+        """Merge the chunks this run committed into one file per model (cache/compact.py)."""
+        from mliap_tui.cache.compact import compact
+
+        for ms in summary.models:
+            if not ms.chunks:
+                continue
+            try:
+                result = compact(self.cache, self.dataset, ms.model, self.mode)
+            except (OSError, ValueError) as exc:  # the rows are committed; compaction is an optimisation
+                self._emit(Log(model=ms.model, mode=self.mode, level="warning",
+                               message=f"could not compact the committed chunks: {exc}; `mliap-tui cache compact` retries"))
+                continue
+            if result.changed:
+                self._emit(Log(model=ms.model, mode=self.mode, level="info",
+                               message=f"compacted {result.files_merged} files into one ({result.rows_after:,} rows, "
+                                       f"{result.seconds:.1f} s)"))
 
     def _stop_all(self) -> None:
         """On the way out (also on an exception in a listener): no worker outlives the run."""
@@ -682,4 +725,5 @@ def run_evaluation(cache: Cache, dataset: str, model_ids: Sequence[str], **optio
     return EvaluationRun(cache, dataset, model_ids, **options).run()
 
 
-__all__ = ["EvaluationRun", "ModelRunSummary", "RunSummary", "run_evaluation", "plan_devices", "shard", "visible_gpus"]
+__all__ = ["EvaluationRun", "ModelRunSummary", "RunSummary", "run_evaluation", "plan_devices", "shard", "shard_by_claims",
+           "visible_gpus"]

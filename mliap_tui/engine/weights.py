@@ -39,23 +39,23 @@ def check_job_model(cache: Cache, job: WorkerJob, predictor: Any, emit: Callable
     return check_model(cache, predictor, identity, trust=job.trust_model, log=log)
 
 
-def drop_rows_done(cache: Cache, job: WorkerJob, rows: Sequence[dict[str, Any]], fingerprint: str | None,
-                   emit: Callable[[Any], None]) -> list[dict[str, Any]]:
-    """``rows`` without the materials already done with weights ``fingerprint``.
+def drop_ids_done(cache: Cache, job: WorkerJob, ids: Sequence[str], fingerprint: str | None,
+                  emit: Callable[[Any], None]) -> list[str]:
+    """``ids`` without the materials already done with weights ``fingerprint``.
 
     Only when the runner planned without knowing the weights (``job.weights_fingerprint`` None or
     different): a job the runner planned for these weights is taken as it is.
     """
-    rows = list(rows)
-    if fingerprint is None or job.weights_fingerprint == fingerprint or not rows:
-        return rows
+    ids = list(ids)
+    if fingerprint is None or job.weights_fingerprint == fingerprint or not ids:
+        return ids
     done = cache.done_keys(job.dataset, job.model, job.mode, include_failed=not job.retry_failed,
                            weights_fingerprint=fingerprint)
-    kept = [r for r in rows if r["material_id"] not in done]
-    if len(kept) < len(rows):
+    kept = [m for m in ids if m not in done]
+    if len(kept) < len(ids):
         emit(Log(model=job.model, mode=job.mode, worker=job.worker, level="info",
-                 message=f"{len(rows) - len(kept)} material(s) already evaluated with these weights ({fingerprint[:7]}): skipped"))
+                 message=f"{len(ids) - len(kept)} material(s) already evaluated with these weights ({fingerprint[:7]}): skipped"))
     return kept
 
 
-__all__ = ["check_job_model", "drop_rows_done", "load_job_predictor"]
+__all__ = ["check_job_model", "drop_ids_done", "load_job_predictor"]

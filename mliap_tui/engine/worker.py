@@ -52,6 +52,7 @@ from mliap_tui.engine.batching import (
     make_batches,
     one_line,
 )
+from mliap_tui.engine.claiming import ShardQueue
 from mliap_tui.engine.progress import ProgressTracker, peak_memory
 from mliap_tui.engine.protocol import (
     EXIT_BAD_JOB,
@@ -67,7 +68,7 @@ from mliap_tui.engine.protocol import (
     WorkerJob,
     WorkerStarted,
 )
-from mliap_tui.engine.weights import check_job_model, drop_rows_done, load_job_predictor
+from mliap_tui.engine.weights import check_job_model, drop_ids_done, load_job_predictor
 from mliap_tui.models.base import Prediction, RelaxedPrediction, mp2020_energy
 
 #: materials columns a worker reads
@@ -91,22 +92,33 @@ Emit = Callable[[Event], None]
 # --------------------------------------------------------------------------------------------
 
 
-def load_rows(cache: Cache, job: WorkerJob) -> tuple[list[dict[str, Any]], list[str]]:
-    """The job's materials rows, in job order, and the requested ids missing from the table."""
-    lf = cache.scan_materials(job.dataset)
+def job_ids(cache: Cache, job: WorkerJob) -> list[str]:
+    """The job's materials: its list (an id listed twice is evaluated once), or, when it gives
+    none, every material of the dataset not done yet (honouring ``retry_failed``)."""
+    if job.material_ids is not None:
+        return list(dict.fromkeys(job.material_ids))
+    # weights unknown before loading: nothing is dropped here (engine.weights.drop_ids_done does it)
+    done = set() if job.weights_fingerprint is None else cache.done_keys(
+        job.dataset, job.model, job.mode, include_failed=not job.retry_failed, weights_fingerprint=job.weights_fingerprint)
+    ids = cache.scan_materials(job.dataset).select("material_id").collect()["material_id"].sort().to_list()
+    return [m for m in ids if m not in done]
+
+
+def atom_counts(cache: Cache, dataset: str, ids: Sequence[str]) -> dict[str, int]:
+    """n_sites of each of ``ids`` found in the materials table (ids not there are absent)."""
+    wanted = pl.DataFrame({"material_id": list(ids)}, schema={"material_id": pl.Utf8})
+    found = wanted.lazy().join(cache.scan_materials(dataset).select("material_id", "n_sites"), on="material_id").collect()
+    return dict(zip(found["material_id"].to_list(), found["n_sites"].fill_null(0).to_list()))
+
+
+def load_rows(cache: Cache, dataset: str, material_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The materials rows of ``material_ids``, in that order, and the requested ids missing from the table."""
+    lf = cache.scan_materials(dataset)
     cols = [c for c in INPUT_COLUMNS if c in lf.collect_schema().names()]
     lf = lf.select(cols)
-    if job.material_ids is None:
-        # weights unknown before loading: nothing is dropped here (engine.weights.drop_rows_done does it)
-        done = set() if job.weights_fingerprint is None else cache.done_keys(
-            job.dataset, job.model, job.mode, include_failed=not job.retry_failed, weights_fingerprint=job.weights_fingerprint)
-        df = lf.collect()
-        if done:
-            df = df.filter(~pl.col("material_id").is_in(list(done)))
-        return df.to_dicts(), []
-    wanted = list(dict.fromkeys(job.material_ids))  # an id listed twice is evaluated once
+    wanted = list(dict.fromkeys(material_ids))
     ids = pl.DataFrame({"material_id": wanted, "__order": np.arange(len(wanted))}, schema={"material_id": pl.Utf8, "__order": pl.Int64})
-    df = ids.lazy().join(lf, on="material_id", how="left").sort("__order").collect()
+    df = ids.lazy().join(lf.filter(pl.col("material_id").is_in(wanted)), on="material_id", how="left").sort("__order").collect()
     present = df["species"].is_not_null() if "species" in df.columns else pl.Series([False] * len(df))
     missing = df.filter(~present)["material_id"].to_list()
     return df.filter(present).drop("__order").to_dicts(), missing
@@ -148,8 +160,9 @@ def set_torch_threads(n: int | None, prefetch: bool = True) -> int | None:
 class ChunkWriter:
     """Buffers result rows and commits them as one parquet chunk every N rows or T seconds."""
 
-    def __init__(self, cache: Cache, job: WorkerJob, emit: Emit):
+    def __init__(self, cache: Cache, job: WorkerJob, emit: Emit, on_commit: Callable[[list[str]], None] | None = None):
         self.cache, self.job, self.emit = cache, job, emit
+        self.on_commit = on_commit  # told the material_ids of every committed chunk
         self.rows: list[dict[str, Any]] = []
         self.last_commit = time.monotonic()
         self.paths: list[Path] = []
@@ -181,6 +194,8 @@ class ChunkWriter:
         path = self.cache.write_prediction_chunk(self.job.dataset, self.job.model, self.job.mode, df)
         self.paths.append(path)
         self.committed += len(rows)
+        if self.on_commit is not None:
+            self.on_commit([r["material_id"] for r in rows])
         n_failed = sum(1 for r in rows if r["status"] != Status.OK)
         self.emit(
             ChunkCommitted(model=self.job.model, mode=self.job.mode, worker=self.job.worker, path=str(path),
@@ -288,19 +303,22 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
     stop = stop or threading.Event()
     t_start = time.monotonic()
     cache = Cache(Path(job.cache_root))
-    rows, missing = load_rows(cache, job)
+    ids = job_ids(cache, job)
+    sizes = atom_counts(cache, job.dataset, ids)
+    missing = [m for m in ids if m not in sizes]
     if missing:
         emit(Log(model=job.model, mode=job.mode, worker=job.worker, level="warning",
                  message=f"{len(missing)} material id(s) not in dataset {job.dataset!r}, skipped: {', '.join(missing[:5])}"))
+        ids = [m for m in ids if m in sizes]
 
     threads = set_torch_threads(job.torch_threads, prefetch=job.prefetch > 0) if job.device == "cpu" or job.torch_threads else None
     t_load = time.monotonic()
     if predictor is None:
         emit(Log(model=job.model, mode=job.mode, worker=job.worker, level="info",
-                 message=f"loading {job.model} on {job.device_label or job.device} ({job.dtype}) for {len(rows)} structures"))
+                 message=f"loading {job.model} on {job.device_label or job.device} ({job.dtype}) for {len(ids)} structures"))
         predictor = load_job_predictor(job)
     check = check_job_model(cache, job, predictor, emit)  # weights identity + canary: raises ModelRefused
-    rows = drop_rows_done(cache, job, rows, check.identity.fingerprint, emit)
+    ids = drop_ids_done(cache, job, ids, check.identity.fingerprint, emit)
     load_s = time.monotonic() - t_load
     spec = predictor.spec
     device = str(getattr(predictor, "device", job.device))
@@ -308,8 +326,8 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
     run_id = job.run_id or f"worker-{os.getpid()}-{int(time.time())}"
     batch_atoms = job.batch_atoms or default_batch_atoms(spec, device)
 
-    total = len(rows)
-    atoms_total = sum(len(r["species"]) if r.get("species") is not None else 0 for r in rows)
+    total = len(ids)
+    atoms_total = sum(sizes[m] for m in ids)
     emit(WorkerStarted(model=job.model, mode=job.mode, worker=job.worker, run_id=run_id, pid=os.getpid(),
                        python=sys.executable, device=device_label, dtype=job.dtype, total=total,
                        atoms_total=atoms_total, batch_atoms=batch_atoms, load_s=load_s, torch_threads=threads,
@@ -319,16 +337,32 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
     tracker = ProgressTracker(model=job.model, mode=job.mode, total=total, atoms_total=atoms_total,
                               device=device_label, worker=job.worker, window_s=job.rate_window_s,
                               interval_s=job.progress_interval_s, memory_device=device)
-    writer = ChunkWriter(cache, job, emit)
+    # the job's materials are evaluated shard by shard, each claimed first (engine/claiming.py)
+    shards = ShardQueue(cache, job, ids, emit, stop, since_unix_s=job.since_unix_s,
+                        weights_fingerprint=check.identity.fingerprint)
+    writer = ChunkWriter(cache, job, emit, on_commit=shards.committed)
     maker = RowMaker(job, spec.energy_convention, device_label, run_id, check.row_columns())
     streak = _Streak(job.max_consecutive_errors)
 
     def items() -> Iterator[Item]:
-        for i, row in enumerate(rows):
-            if stop.is_set():
-                return
-            yield item_from_row(i, row, unsupported=spec.unsupported, model=job.model,
-                                min_distance=job.min_distance_ang, extra=row.get("mp2020_correction_per_atom"))
+        """One round: the materials of every shard this worker can claim now."""
+        index = 0
+        for shard, todo in shards.claim_round():
+            if len(todo) < len(shard.ids):
+                left = set(todo)
+                tracker.skip(len(shard.ids) - len(todo), sum(sizes[m] for m in shard.ids if m not in left))
+            rows, _ = load_rows(cache, job.dataset, todo) if todo else ([], [])
+            for row in rows:
+                if stop.is_set():
+                    return
+                if shards.lost(shard):
+                    emit(Log(model=job.model, mode=job.mode, worker=job.worker, level="warning",
+                             message=f"lost the lease of {shard.key} (no heartbeat for too long); "
+                                     "its remaining materials are left to the run that took it over"))
+                    break
+                yield item_from_row(index, row, unsupported=spec.unsupported, model=job.model,
+                                    min_distance=job.min_distance_ang, extra=row.get("mp2020_correction_per_atom"))
+                index += 1
 
     def record(outcomes: Sequence[Outcome]) -> None:
         n_ok = 0
@@ -344,6 +378,24 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
         if tracker.due():
             emit(tracker.event())
 
+    def run_round() -> None:
+        if job.mode == Mode.STATIC:
+            with Prefetcher(make_batches(items(), sizer), evaluator.prepare, depth=job.prefetch) as prefetch:
+                for prepared in prefetch:
+                    outcomes = evaluator.evaluate(prepared)
+                    tracker.batch_atoms = sizer.current
+                    record(outcomes)
+                    if stop.is_set():
+                        break
+        else:
+            for item in items():
+                outcome = relax_one(item, calc, job, device, stop)
+                if outcome is None:  # cancelled mid-relaxation: not recorded, redone next run
+                    break
+                record([outcome])
+                if stop.is_set():
+                    break
+
     t_eval = time.monotonic()
     try:
         if job.mode == Mode.STATIC:
@@ -357,39 +409,36 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
 
             evaluator = BatchEvaluator(predictor, forces=job.forces, stress=job.stress, batch_size=sizer,
                                        device=device, on_oom=on_oom)
-            with Prefetcher(make_batches(items(), sizer), evaluator.prepare, depth=job.prefetch) as prefetch:
-                for prepared in prefetch:
-                    outcomes = evaluator.evaluate(prepared)
-                    tracker.batch_atoms = sizer.current
-                    record(outcomes)
-                    if stop.is_set():
-                        break
         else:
             calc = predictor.ase_calculator()
-            for item in items():
-                outcome = relax_one(item, calc, job, device, stop)
-                if outcome is None:  # cancelled mid-relaxation: not recorded, redone next run
-                    break
-                record([outcome])
-                if stop.is_set():
-                    break
-        streak.release(writer)
+        while True:
+            run_round()
+            streak.release(writer)
+            writer.flush()
+            shards.end_round()
+            # shards held by another run are left: wait until they are released or taken over
+            if stop.is_set() or not shards.pending or not shards.wait():
+                break
     except CacheWriteError:
         writer.discard()  # the disk refused a chunk: claim nothing more, the next run redoes it
         raise
     finally:
         # commit whatever is evaluated, also on SystematicFailure (its streak rows stay out)
-        writer.flush()
+        try:
+            writer.flush()
+        finally:
+            shards.close()
     eval_s = time.monotonic() - t_eval
-    if tracker.done and tracker.emitted_done != tracker.done:
+    if tracker.emitted_done != tracker.done or tracker.skipped:
         emit(tracker.event())
     mem, kind = peak_memory(device)
     return WorkerFinished(
-        model=job.model, mode=job.mode, worker=job.worker, done=tracker.done, total=total, ok=tracker.ok,
+        model=job.model, mode=job.mode, worker=job.worker, done=tracker.done, total=tracker.total, ok=tracker.ok,
         failed=tracker.failed, atoms_done=tracker.atoms_done, wall_s=time.monotonic() - t_start, eval_s=eval_s,
         structures_per_s=tracker.done / eval_s if eval_s > 0 and tracker.done else None,
         atoms_per_s=tracker.atoms_done / eval_s if eval_s > 0 and tracker.done else None,
-        cancelled=stop.is_set() and tracker.done < total, device=device_label, peak_memory_bytes=mem, memory_kind=kind,
+        cancelled=stop.is_set() and tracker.done < tracker.total, device=device_label, peak_memory_bytes=mem,
+        memory_kind=kind, skipped=tracker.skipped,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from mliap_tui.core.vocab import CHEAP_METRICS, CRYSTAL_SYSTEMS, METRIC_LABEL
+from mliap_tui.core.vocab import CRYSTAL_SYSTEMS, METRIC_LABEL
 from mliap_tui.tui import plots
 
 
@@ -63,7 +63,7 @@ class ExploreCommands(ListProvider):
         for m in models:
             out.append((f"Filter: model {m}", partial(screen.add_filter, f"model={m}"), f"adds 'model={m}'"))
             out.append((f"Select model for plots: {m}", partial(screen.select_model, m), "also m cycles"))
-        for metric in CHEAP_METRICS:
+        for metric in screen.metrics:
             out.append((f"Metric: {METRIC_LABEL[metric]}", partial(screen.set_metric, metric), "also t cycles"))
         for dataset in screen.cache.datasets():
             out.append((f"Dataset: {dataset}", partial(screen.set_dataset, dataset), "load another dataset of the cache"))

@@ -133,7 +133,7 @@ class DetailScreen(Screen):
     @work(thread=True, exclusive=True)
     def _load(self) -> None:
         try:
-            detail = load_detail(self.cache, self.data.dataset, self.material_id, self.data.tidy)
+            detail = load_detail(self.cache, self.data.dataset, self.material_id, self.data.predictions)
         except Exception as exc:
             self.post_message(DetailFailed(self.material_id, f"{type(exc).__name__}: {exc}"))
             return

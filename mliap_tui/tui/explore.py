@@ -230,6 +230,8 @@ class ExploreScreen(Screen):
         if message.token != self._load_token:
             return
         self.data = message.data
+        if self.metric not in self.data.metrics:  # e.g. the rebuilt hull, not stored for this dataset
+            self.metric, self.sort = "e_above_hull", None
         self._report_quarantined()
         self.sub_title = (f"{self.data.dataset} · {self.data.mode} · {plural(self.data.n_materials, 'material')} · "
                           f"{plural(len(self.data.models), 'model')}")
@@ -441,8 +443,13 @@ class ExploreScreen(Screen):
         i = models.index(self.selected_model) if self.selected_model in models else -1
         self.select_model(models[(i + 1) % len(models)])
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Metrics of the loaded dataset (the rebuilt-hull one when it is stored for every model)."""
+        return self.data.metrics if self.data is not None else CHEAP_METRICS
+
     def set_metric(self, metric: str) -> None:
-        if metric not in CHEAP_METRICS:
+        if metric not in self.metrics:
             raise ValueError(f"unknown metric {metric!r}")
         if self.sort is not None:  # keep sorting by the same kind of column (DFT, predicted, error)
             for old, new in zip(METRICS[self.metric], METRICS[metric]):
@@ -453,8 +460,9 @@ class ExploreScreen(Screen):
         self.refresh_view()
 
     def action_next_metric(self) -> None:
-        i = CHEAP_METRICS.index(self.metric)
-        self.set_metric(CHEAP_METRICS[(i + 1) % len(CHEAP_METRICS)])
+        metrics = self.metrics
+        i = metrics.index(self.metric) if self.metric in metrics else -1
+        self.set_metric(metrics[(i + 1) % len(metrics)])
         self.notify(f"metric: {METRIC_LABEL[self.metric]}", timeout=2)
 
     @on(VirtualTable.SortRequested)

@@ -15,16 +15,23 @@ from typing import Sequence
 import polars as pl
 
 from mliap_tui.analysis.aggregate import per_group
+from mliap_tui.analysis.errors import (
+    ERROR_INPUT_COLUMNS,
+    add_rebuilt_hull,
+    has_rebuilt_hull,
+    join_predictions,
+)
 from mliap_tui.analysis.export import (
+    MATERIAL_ROW,
     check_wide_columns,
     load_materials,
-    load_tidy,
     models_of,
     wide_table,
     with_predicted,
 )
 from mliap_tui.analysis.filters import Filter, parse_filter, wide_column
 from mliap_tui.cache import Cache
+from mliap_tui.cache.store import collect_fresh
 from mliap_tui.core.vocab import CHEAP_METRICS, METRICS
 
 SUMMARY_COLUMNS = ("model", "n", "mae", "mean_signed", "rmse", "frac_under", "n_failed")
@@ -32,21 +39,43 @@ SUMMARY_COLUMNS = ("model", "n", "mae", "mean_signed", "rmse", "frac_under", "n_
 
 @dataclass
 class LoadedDataset:
-    """One dataset and mode of the cache, in memory."""
+    """One dataset and mode of the cache, in memory.
+
+    ``predictions``: one row per (material, model) with the predicted values and signed errors
+    and only the material columns they need; ``wide``: one row per material (what the table
+    shows); :attr:`tidy`: the full tidy table (every material column on every prediction row),
+    built on first use (CSV export) since at 150k x 10 it is the largest frame.
+    """
 
     dataset: str
     mode: str
-    tidy: pl.DataFrame
+    predictions: pl.DataFrame
     wide: pl.DataFrame
     models: list[str]
+    materials: pl.DataFrame | None = None
     load_s: float = 0.0
     n_raw_energies: int = 0  # crystals with a DFT energy off the MP2020 scale only (own settings)
     n_dft_forces: int = 0  # crystals with DFT forces (the Forces screen compares them)
+    #: metrics the explorer offers: the cheap ones, and the rebuilt-hull one when its stored
+    #: tables cover every model (computed by ``summary``/``export --rebuilt-hull``, not here)
+    metrics: tuple[str, ...] = CHEAP_METRICS
     _per_metric: dict = field(default_factory=dict, repr=False)
+    _tidy: pl.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n_materials(self) -> int:
         return self.wide.height
+
+    @property
+    def tidy(self) -> pl.DataFrame:
+        """Every material column on every prediction row (the tidy export layout)."""
+        if self._tidy is None:
+            extra = [c for c in self.materials.columns if c not in self.predictions.columns] if self.materials is not None else []
+            if MATERIAL_ROW in self.predictions.columns:
+                self.predictions = self.predictions.drop(MATERIAL_ROW)
+            self._tidy = (self.predictions.join(self.materials.select("material_id", *extra), on="material_id", how="left",
+                                                maintain_order="left") if extra else self.predictions)
+        return self._tidy
 
     def wide_for(self, metric: str) -> pl.DataFrame:
         """The wide table with ``<pred column>@model`` for ``metric`` (computed once per metric)."""
@@ -68,8 +97,14 @@ class LoadedDataset:
 
 
 def load_dataset(cache: Cache, dataset: str, mode: str = "static") -> LoadedDataset:
+    """Read one dataset and mode: the predictions with only the material columns their errors
+    need (ERROR_INPUT_COLUMNS), the stored rebuilt hulls (never computed here), the materials."""
     t0 = time.perf_counter()
-    data = from_frames(dataset, mode, load_materials(cache, dataset), load_tidy(cache, dataset, mode))
+    materials = load_materials(cache, dataset).with_row_index(MATERIAL_ROW)
+    predictions = collect_fresh(lambda: join_predictions(materials.lazy(), cache.scan_predictions(dataset, None, mode),
+                                                         material_columns=[*ERROR_INPUT_COLUMNS, MATERIAL_ROW]))
+    predictions = add_rebuilt_hull(predictions, cache, dataset, compute=False)
+    data = from_frames(dataset, mode, materials, predictions)
     data.n_raw_energies, data.n_dft_forces = cache.scan_materials(dataset).select(
         (pl.col("e_per_atom_dft_raw").is_not_null() & pl.col("e_per_atom_dft_mp2020").is_null()).sum(),
         pl.col("forces_dft_ev_per_ang").is_not_null().sum(),
@@ -79,13 +114,20 @@ def load_dataset(cache: Cache, dataset: str, mode: str = "static") -> LoadedData
 
 
 def from_frames(dataset: str, mode: str, materials: pl.DataFrame, tidy: pl.DataFrame) -> LoadedDataset:
-    """A LoadedDataset from in-memory frames. Status and crystal-system columns become
-    categoricals: comparing them is what most filters and the summary do."""
+    """A LoadedDataset from in-memory frames (``tidy``: prediction rows with at least
+    ERROR_INPUT_COLUMNS). Status and crystal-system columns become categoricals: comparing them
+    is what most filters and the summary do. Rebuilt-hull columns are kept only when they cover
+    every model."""
     models = models_of(tidy)
+    rebuilt = has_rebuilt_hull(tidy)
+    if not rebuilt:
+        tidy = tidy.drop([c for c in tidy.columns if c.endswith("_rebuilt")])
     wide = wide_table(materials, tidy, models)
+    materials = materials.drop(MATERIAL_ROW, strict=False)
     categorical = [c for c in wide.columns if c.startswith("status@")] + ["crystal_system"]
     wide = wide.with_columns([pl.col(c).cast(pl.Categorical) for c in categorical if c in wide.columns])
-    return LoadedDataset(dataset, mode, tidy, wide, models)
+    metrics = (*CHEAP_METRICS, "e_above_hull_rebuilt") if rebuilt else CHEAP_METRICS
+    return LoadedDataset(dataset, mode, tidy, wide, models, materials=materials, metrics=metrics)
 
 
 @dataclass
@@ -252,8 +294,9 @@ def compute_view(
     t0 = time.perf_counter()
     if isinstance(flt, str):
         flt = parse_filter(flt, known_models=data.models)
-    if metric not in CHEAP_METRICS:
-        raise ValueError(f"the explorer shows {', '.join(CHEAP_METRICS)}; {metric!r} needs recomputation")
+    if metric not in data.metrics:
+        raise ValueError(f"the explorer shows {', '.join(data.metrics)} here; {metric!r} is not stored for every model "
+                         "(`mliap-tui summary` computes and stores the rebuilt hulls once)")
     check_filter(data, flt)
     base = data.wide_for(metric)
     models = flt.select_models(data.models)

@@ -119,3 +119,54 @@ def test_run_on_a_new_cache_says_it_imports_first(tmp_path):
     assert "summary --data mpts52_test_head" in text
     bad = cli("run", "--data", "nosuch", "--models", "chgnet-0.3.0", cache=tmp_path)
     assert bad.returncode == 2 and "known: mpts52_test_head" in " ".join(bad.stderr.split())
+
+
+def test_cache_info_and_compact_count_rows_on_disk(tmp_path):
+    """Three chunks (one superseding a failed row) of two models: `cache info` shows them as rows on
+    disk, `cache compact` merges each model's files into one, and the counts follow (80 columns)."""
+    import polars as pl
+
+    from mliap_tui.cache import Cache
+    from mliap_tui.data.importer import import_dataset
+
+    cache = Cache(tmp_path)
+    import_dataset("sample", cache=cache, limit=12, n_jobs=1)
+    ids = cache.scan_materials("sample").collect()["material_id"].to_list()
+
+    def chunk(model, some, status="ok", t=1.0):
+        return pl.DataFrame({"material_id": some, "model": model, "mode": "static", "status": status,
+                             "e_per_atom_pred_native": -1.0, "created_unix_s": t})
+
+    cache.write_prediction_chunk("sample", "chgnet-0.3.0", "static", chunk("chgnet-0.3.0", ids[:8], "failed"))
+    cache.write_prediction_chunk("sample", "chgnet-0.3.0", "static", chunk("chgnet-0.3.0", ids[:4], t=2.0))
+    cache.write_prediction_chunk("sample", "sevennet-0", "static", chunk("sevennet-0", ids))
+    out = cli("cache", "info", cache=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert max(len(line) for line in out.stdout.splitlines()) <= 80
+    lines = out.stdout.splitlines()
+    row = next(line for line in lines if "chgnet-0.3.0" in line).split()
+    assert row[:6] == ["chgnet-0.3.0", "static", "12", "8", "4", "2*"]  # rows, pairs, failed, files
+    assert any("materials" in line and "12" in line for line in lines)
+    assert "cache compact merges them" in out.stdout.replace("\n", " ")
+
+    out = cli("cache", "compact", cache=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "2 -> 1" in out.stdout and "12 -> 8" in out.stdout
+    after = cli("cache", "info", cache=tmp_path).stdout
+    row = next(line for line in after.splitlines() if "chgnet-0.3.0" in line).split()
+    assert row[:6] == ["chgnet-0.3.0", "static", "8", "8", "4", "1"]
+    assert "cache compact merges them" not in after.replace("\n", " ")
+    bad = cli("cache", "info", "--data", "nosuch", cache=tmp_path)
+    assert bad.returncode == 2 and "is not in the cache" in bad.stderr
+
+
+def test_data_import_takes_several_paths_as_one_dataset(tmp_path):
+    from support import FIXTURES
+
+    out = cli("data", "import", str(FIXTURES / "mp20_biternary_test_head.csv.gz"), str(FIXTURES / "mpts52_test_head.csv"),
+              "--name", "both", "--jobs", "1", cache=tmp_path)
+    assert out.returncode == 0, out.stderr
+    from mliap_tui.cache import Cache
+
+    df = Cache(tmp_path).scan_materials("both").collect()
+    assert df.height == 12 and df["source"].n_unique() == 2

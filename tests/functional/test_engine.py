@@ -95,8 +95,15 @@ def test_run_summary_and_events(evaluated):
         assert last.structures_per_s and last.structures_per_s > 0 and last.eta_s == 0.0
         assert last.failed >= 3 and last.last_failures
     chunks = [e for e in events if isinstance(e, protocol.ChunkCommitted)]
-    assert sum(c.rows for c in chunks) == 32 and all(Path(c.path).is_file() for c in chunks)
+    assert sum(c.rows for c in chunks) == 32
     assert len(chunks) >= 4  # committed in chunks of 5 rows, not at the end only
+    # at the end the run merged each model's chunks into one compacted file (cache/compact.py)
+    assert not any(Path(c.path).exists() for c in chunks)
+    for model in ("chgnet-0.3.0", "sevennet-0"):
+        files = cache.prediction_files(DATASET, model, "static")
+        assert len(files) == 1 and files[0].name.startswith("compact-") and files[0].name.endswith("-n16.parquet")
+    compacted = [e for e in events if isinstance(e, protocol.Log) and e.message.startswith("compacted")]
+    assert [e.model for e in compacted] == ["chgnet-0.3.0", "sevennet-0"]
     # every row of the cache is there once, with the run's id, device and dtype
     assert preds.height == 32 and preds.select("material_id", "model").is_unique().all()
     assert set(preds["run_id"]) == {summary.run_id} and set(preds["device"]) == {"cpu"} and set(preds["dtype"]) == {"float32"}

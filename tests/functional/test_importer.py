@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 from pymatgen.core import Structure
+from pymatgen.entries.computed_entries import ComputedStructureEntry
 from support import FIXTURES as FIX
 
 from mliap_tui.cache import MATERIALS_SCHEMA, Cache
@@ -354,32 +355,53 @@ def test_all_rejected_writes_no_table(tmp_path):
     assert not cache.has_materials("empty") and cache.report_path("empty").is_file()
 
 
-# ---- mp-api on a recorded response ---------------------------------------------------------
+# ---- mp-api on recorded responses ---------------------------------------------------------
 
 
-def _recorded_docs() -> list[dict]:
+def _thermo_docs() -> list[dict]:
+    """Recorded ``materials.thermo.search`` documents (GGA_GGA+U; see tests/fixtures/README.md)."""
+    return json.loads((FIX / "mp_api_thermo_response.json").read_text())
+
+
+def _summary_docs() -> list[dict]:
     return json.loads((FIX / "mp_api_summary_response.json").read_text())
 
 
-class _FakeSummary:
-    """Stands in for MPRester().materials.summary: serves the recorded docs, pages like mp-api."""
+class _FakeThermo:
+    """Stands in for MPRester().materials.thermo: serves the recorded documents, the fields asked
+    for, like mp-api with use_document_model=False. ``fail``: {page number: exception} raised when
+    that page (1-based, counting page requests) is asked for."""
 
+    def __init__(self, log, fail=None):
+        self.log, self.fail, self.pages = log, dict(fail or {}), 0
+
+    def search(self, material_ids=None, thermo_types=None, fields=None, chunk_size=1000, num_chunks=None, **criteria):
+        self.log.append({"endpoint": "thermo", "material_ids": material_ids, "thermo_types": thermo_types,
+                         "fields": fields, **criteria})
+        docs = [d for d in _thermo_docs() if not criteria.get("chemsys") or d["material_id"] != "mp-1225695"]
+        if material_ids is None:  # the listing
+            return [{"material_id": d["material_id"], "fields_not_requested": []} for d in docs]
+        self.pages += 1
+        if self.pages in self.fail:
+            raise self.fail[self.pages]
+        return [{k: d[k] for k in [*fields, "fields_not_requested"]} for d in docs if d["material_id"] in material_ids]
+
+
+class _FakeSummary:
     def __init__(self, log):
         self.log = log
 
-    def search(self, fields=None, chunk_size=1000, num_chunks=None, **criteria):
-        self.log.append({"fields": fields, "chunk_size": chunk_size, "num_chunks": num_chunks, **criteria})
-        docs = _recorded_docs()
-        if num_chunks is not None:
-            docs = docs[: chunk_size * num_chunks]
-        return [{k: d[k] for k in [*fields, "fields_not_requested"]} for d in docs]
+    def search(self, material_ids=None, fields=None, chunk_size=1000, **criteria):
+        self.log.append({"endpoint": "summary", "material_ids": material_ids, "fields": fields})
+        return [{k: d[k] for k in fields} for d in _summary_docs() if d["material_id"] in material_ids]
 
 
-def _fake_mprester(log):
+def _fake_mprester(log, db_version="2025.09.25", fail=None):
     class FakeMPRester:
         def __init__(self, api_key=None, use_document_model=True, **kw):
             log.append({"api_key": api_key, "use_document_model": use_document_model})
-            self.materials = SimpleNamespace(summary=_FakeSummary(log))
+            self.db_version = db_version
+            self.materials = SimpleNamespace(thermo=_FakeThermo(log, fail), summary=_FakeSummary(log))
 
         def __enter__(self):
             return self
@@ -390,46 +412,120 @@ def _fake_mprester(log):
     return FakeMPRester
 
 
-def test_mp_api_import_on_recorded_response(tmp_path, monkeypatch):
-    log: list[dict] = []
-    monkeypatch.setattr(mp_api, "load_mprester", lambda: _fake_mprester(log))
+@pytest.fixture
+def recorded_mp(monkeypatch):
+    """Route the mp download to the recorded responses, 2 documents per page (3 pages)."""
     monkeypatch.setenv("MP_API_KEY", FAKE_KEY)
+    monkeypatch.setattr(mp_api, "DEFAULT_PAGE_SIZE", 2)
+    logs: list[list[dict]] = []
+
+    def use(**kw) -> list[dict]:
+        log: list[dict] = []
+        logs.append(log)
+        monkeypatch.setattr(mp_api, "load_mprester", lambda: _fake_mprester(log, **kw))
+        return log
+
+    return use
+
+
+def test_mp_import_reads_the_gga_gga_u_thermo_documents(tmp_path, recorded_mp):
+    log = recorded_mp()
     cache = Cache(tmp_path)
-    report = import_dataset("mp", cache=cache, n_jobs=1)
+    progress: list = []
+    report = import_dataset("mp", cache=cache, n_jobs=1, on_download=progress.append)
     assert log[0] == {"api_key": FAKE_KEY, "use_document_model": False}
-    assert log[1]["fields"] == list(mp_api.SUMMARY_FIELDS) and log[1]["deprecated"] is False
-    docs = {d["material_id"]: d for d in _recorded_docs()}
-    assert report.dataset == "mp" and report.n_loaded == len(docs) and report.sources == [mp_api.SOURCE]
+    pages = [e for e in log if e.get("endpoint") == "thermo" and e["material_ids"] is not None]
+    assert all(e["thermo_types"] == ["GGA_GGA+U"] and e["fields"] == list(mp_api.THERMO_FIELDS) for e in pages)
+    assert [e["material_ids"] for e in pages] == [["mp-10009", "mp-626680"], ["mp-1002572", "mp-1224266"], ["mp-1225695"]]
+    # the last recorded document has no structure in its entry: joined from materials.summary by id
+    assert [e["material_ids"] for e in log if e.get("endpoint") == "summary"] == [["mp-1224266"]]
+    docs = {d["material_id"]: d for d in _thermo_docs()}
+    source = "mp-api:materials.thermo GGA_GGA+U, database 2025.09.25"
+    assert report.n_loaded == len(docs) and report.sources == [source], report.rejected
     df = cache.scan_materials("mp").collect()
+    assert set(df["source"]) == {source}  # the database version is on every row
+    summary = {d["material_id"]: d for d in _summary_docs()}
     for row in df.iter_rows(named=True):
         doc = docs[row["material_id"]]
-        assert row["e_form_per_atom_dft_mp2020"] == doc["formation_energy_per_atom"]
-        assert row["e_above_hull_dft_mp2020"] == doc["energy_above_hull"]
         assert row["e_per_atom_dft_mp2020"] == doc["energy_per_atom"]
         assert row["e_per_atom_dft_raw"] == doc["uncorrected_energy_per_atom"]
-        assert row["e_per_atom_dft_origin"] == "reported"
-        np.testing.assert_array_equal(row_to_structure(row).frac_coords, Structure.from_dict(doc["structure"]).frac_coords)
-    assert any(row["mp2020_correction_per_atom"] < 0 for row in df.iter_rows(named=True))  # the oxides
-    assert not report.warnings
+        assert row["mp2020_correction_per_atom"] == pytest.approx(doc["energy_per_atom"] - doc["uncorrected_energy_per_atom"])
+        assert row["e_form_per_atom_dft_mp2020"] == doc["formation_energy_per_atom"]
+        assert row["e_above_hull_dft_mp2020"] == doc["energy_above_hull"]
+        entry = doc["entries"][doc["energy_type"]]
+        structure = Structure.from_dict(entry.get("structure") or summary[row["material_id"]]["structure"])
+        np.testing.assert_array_equal(row_to_structure(row).frac_coords, structure.frac_coords)
+    # the reported MP2020 corrections are what this package computes for these crystals
+    assert not [w for w in report.warnings if "correction" in w[2]], report.warnings
+    assert [(p.pages_done, p.pages_total) for p in progress] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert progress[-1].docs_done == 5 and progress[-1].eta_s == 0.0 and progress[-1].database_version == "2025.09.25"
+    assert not cache.download_dir("mp").exists()  # the pages went into the dataset
 
 
-def test_mp_api_limit_pages_and_truncates(monkeypatch):
-    log: list[dict] = []
-    monkeypatch.setattr(mp_api, "load_mprester", lambda: _fake_mprester(log))
-    docs = mp_api.fetch_summary_docs(api_key=FAKE_KEY, limit=2)
-    assert len(docs) == 2 and log[1]["chunk_size"] == 2 and log[1]["num_chunks"] == 1
-    docs = mp_api.fetch_summary_docs(api_key=FAKE_KEY, limit=3, chunk_size=2, elements=["O"])
-    assert len(docs) == 3 and log[3]["num_chunks"] == 2 and log[3]["elements"] == ["O"]
+@pytest.mark.parametrize("interruption", [ConnectionError("Read timed out"), KeyboardInterrupt()],
+                         ids=["network error", "ctrl-c"])
+def test_an_interrupted_mp_download_resumes_at_the_first_missing_page(tmp_path, recorded_mp, interruption):
+    cache = Cache(tmp_path)
+    recorded_mp(fail={2: interruption})
+    if isinstance(interruption, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            import_dataset("mp", cache=cache, n_jobs=1)
+    else:
+        with pytest.raises(RuntimeError, match=r"failed at page 2 of 3 \(ConnectionError: Read timed out\); "
+                                               r"1 page\(s\) are kept in the cache: run the same command again"):
+            import_dataset("mp", cache=cache, n_jobs=1)
+    folder = cache.download_dir("mp")
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "page-00000.parquet"]
+    assert not cache.has_materials("mp")
+
+    log = recorded_mp()
+    progress: list = []
+    report = import_dataset("mp", cache=cache, n_jobs=1, on_download=progress.append)
+    thermo = [e for e in log if e.get("endpoint") == "thermo"]
+    # no new listing, and only the two missing pages are fetched
+    assert [e["material_ids"] for e in thermo] == [["mp-1002572", "mp-1224266"], ["mp-1225695"]]
+    assert progress[0].resumed_pages == 1 and (progress[0].pages_done, progress[-1].pages_done) == (1, 3)
+
+    recorded_mp()
+    whole = import_dataset("mp", cache=Cache(tmp_path / "uninterrupted"), n_jobs=1)
+    assert report.n_loaded == whole.n_loaded == 5
+    resumed_rows = cache.scan_materials("mp").collect()
+    assert resumed_rows.equals(Cache(tmp_path / "uninterrupted").scan_materials("mp").collect())
 
 
-def test_mp_api_docs_as_objects_with_structures():
-    doc = _recorded_docs()[0]
-    obj = SimpleNamespace(**{**doc, "structure": Structure.from_dict(doc["structure"])})
-    rec = mp_api.summary_doc_to_record(obj, 0)
-    assert rec.ok and rec.material_id == doc["material_id"]
-    assert rec.dft["e_per_atom_dft_raw"] == doc["uncorrected_energy_per_atom"]
-    bad = mp_api.summary_doc_to_record({"material_id": "mp-1", "structure": None}, 7)
-    assert bad.error == "doc 7: no structure"
+def test_a_partial_download_of_another_database_version_starts_over(tmp_path, recorded_mp):
+    cache = Cache(tmp_path)
+    recorded_mp(db_version="2025.06.09", fail={2: ConnectionError("reset")})
+    with pytest.raises(RuntimeError):
+        import_dataset("mp", cache=cache, n_jobs=1)
+    log = recorded_mp(db_version="2025.09.25")
+    report = import_dataset("mp", cache=cache, n_jobs=1)
+    assert len([e for e in log if e.get("endpoint") == "thermo" and e["material_ids"] is not None]) == 3
+    assert ("-", "an earlier partial download was discarded: the database changed from 2025.06.09 to 2025.09.25") in [
+        (m, r) for _, m, r in report.warnings]
+    assert report.sources == ["mp-api:materials.thermo GGA_GGA+U, database 2025.09.25"]
+
+
+def test_mp_download_limit_and_criteria(tmp_path, recorded_mp):
+    log = recorded_mp()
+    download = mp_api.MPDownload(Cache(tmp_path), "mp", limit=3, page_size=5, chemsys=["Cu-Ni"])
+    records = list(download.records())
+    assert [r.material_id for r in records] == ["mp-10009", "mp-626680", "mp-1002572"]  # sorted by number, first 3
+    assert log[1]["chemsys"] == ["Cu-Ni"] and log[1]["material_ids"] is None
+    assert all(r.ok for r in records) and records[0].meta["energy_type"] == "GGA"
+
+
+def test_thermo_docs_as_objects_and_bad_documents():
+    doc = _thermo_docs()[0]
+    entries = {k: ComputedStructureEntry.from_dict(v) for k, v in doc["entries"].items()}
+    row = mp_api.thermo_doc_row(SimpleNamespace(**{**doc, "entries": entries}))
+    rec = mp_api.page_row_to_record(row, "src")
+    assert rec.ok and rec.material_id == doc["material_id"] and rec.dft["e_per_atom_dft_raw"] == doc["uncorrected_energy_per_atom"]
+    assert rec.meta["structure_from"] == f"{doc['energy_type']} entry"
+    bad = mp_api.page_row_to_record(mp_api.thermo_doc_row({**doc, "energy_per_atom": "nan?"}), "src")
+    assert bad.error and "energy_per_atom" in bad.error
+    r2scan = mp_api.page_row_to_record(mp_api.thermo_doc_row({**doc, "thermo_type": "R2SCAN"}), "src")
+    assert r2scan.error == "thermo type R2SCAN, expected GGA_GGA+U"
 
 
 def test_mp_api_needs_a_key(monkeypatch, tmp_path):
@@ -438,20 +534,21 @@ def test_mp_api_needs_a_key(monkeypatch, tmp_path):
         import_dataset("mp", cache=Cache(tmp_path))
 
 
-def test_mp_api_needs_the_package(monkeypatch):
+def test_mp_api_needs_the_package(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "mp_api", None)  # import mp_api now raises ImportError
     with pytest.raises(mp_api.MPApiUnavailable, match=r"pip install 'mliap-tui\[mp\]'"):
-        mp_api.read_mp_api(api_key=FAKE_KEY)
+        mp_api.MPDownload(Cache(tmp_path), "mp", api_key=FAKE_KEY)
 
 
-def test_mp_api_client_errors_are_one_line(monkeypatch):
+def test_mp_api_client_errors_are_one_line(monkeypatch, tmp_path):
     class Broken:
         def __init__(self, **kw):
             raise ConnectionError("api.materialsproject.org unreachable")
 
     monkeypatch.setattr(mp_api, "load_mprester", lambda: Broken)
-    with pytest.raises(RuntimeError, match="Materials Project download failed .*unreachable"):
-        mp_api.fetch_summary_docs(api_key=FAKE_KEY)
+    with pytest.raises(RuntimeError, match="Materials Project download failed .*unreachable") as err:
+        list(mp_api.MPDownload(Cache(tmp_path), "mp", api_key=FAKE_KEY).records())
+    assert "\n" not in str(err.value)
 
 
 def test_raw_record_ok_flag():

@@ -396,6 +396,16 @@ def test_shards_are_balanced_by_atoms_and_keep_order():
     assert sorted(runner.shard(ids[:2], sizes[:2], 8)) == [[ids[0]], [ids[1]]]
 
 
+def test_workers_of_one_run_get_whole_claim_shards():
+    groups = [[f"m{k}{i}" for i in range(n)] for k, n in enumerate([5, 3, 8, 2, 6])]
+    sizes = {m: 10 for g in groups for m in g}
+    parts = runner.shard_by_claims(groups, sizes, 2)
+    assert sorted(m for p in parts for m in p) == sorted(sizes)
+    for g in groups:  # a shard is never split between workers
+        assert sum(set(g) <= set(p) for p in parts) == 1
+    assert sorted(len(p) for p in parts) == [11, 13]  # greedy by atoms, whole shards only
+
+
 def test_device_planning():
     assert runner.plan_devices("cpu") == ("cpu", [None])
     assert runner.plan_devices("auto", gpus=[]) == ("cpu", [None])
