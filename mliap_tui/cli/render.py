@@ -540,7 +540,9 @@ def study_headline(headline: pl.DataFrame, metrics: list[str], models: list[str]
     for model in models:
         mine = headline.filter(pl.col("model") == model)
         views = [v for v in ("static", "relax", "difference") if mine.filter(pl.col("view") == v).height]
-        first = [_short(model, 12), f"[dim]n={mine['n'].max():,}[/]" if mine.height else ""]
+        n_of = {v: int(mine.filter(pl.col("view") == v)["n"].max()) for v in views}
+        apart = len(set(n_of.values())) > 1  # --unpaired: each view has its own crystals
+        first = [_short(model, 12), "" if apart or not mine.height else f"[dim]n={mine['n'].max():,}[/]"]
         for i, view in enumerate(views):
             cells = []
             for metric in shown:
@@ -549,6 +551,8 @@ def study_headline(headline: pl.DataFrame, metrics: list[str], models: list[str]
                 cells.append(_mev_ci(r["mae_ev_per_atom"], r["mae_lo_ev_per_atom"], r["mae_hi_ev_per_atom"],
                                      signed=view == "difference") if r else "[dim]-[/]")
             label = {"static": "static", "relax": "relaxed", "difference": "Δ relax"}[view]
+            if apart:
+                label += f" [dim]n={n_of[view]:,}[/]"
             out.add_row(first[i] if i < 2 else "", label, *cells)
         if len(views) < 2:
             out.add_row(first[1], "[dim]not relaxed[/]", *("" for _ in shown))

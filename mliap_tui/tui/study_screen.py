@@ -50,7 +50,7 @@ from mliap_tui.tui.messages import (
 VIEWS: tuple[str, ...] = tuple(STUDY_VIEWS)
 VIEW_NAMES = {"static": "static", "relax": "relaxed", "difference": "difference"}
 #: Table header of each grouping's column (narrow).
-GROUP_HEADERS = {"dof": "total DOF", "crystal_system": "system", "near_hull": "DFT Ehull"}
+GROUP_HEADERS = {"dof": "DOF", "crystal_system": "system", "near_hull": "DFT Ehull"}
 #: Terminal columns from which the relaxed view shows every relaxation column with its interval.
 WIDE_FROM = 120
 

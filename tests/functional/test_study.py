@@ -130,6 +130,23 @@ def test_without_relaxed_rows_the_static_study_says_how_to_relax(study_cache, tm
     assert RELAX_COMMAND in out.stdout
 
 
+def test_unpaired_headline_gives_each_view_its_own_count(study_cache, tmp_path):
+    cache = copy_cache(tmp_path / "c")
+    parts = sorted(cache.predictions_dir(DATASET, MODEL, "relax").glob("*.parquet"))
+    assert len(parts) >= 2
+    parts[0].unlink()  # some crystals lose their relaxed row
+    n_static = cache.scan_predictions(DATASET, mode="static").filter(pl.col("status") == "ok").collect().height
+    n_relax = cache.scan_predictions(DATASET, mode="relax").filter(pl.col("status") == "ok").collect().height
+    assert n_relax < n_static
+    out = cli("study", "dof", "--data", DATASET, "--unpaired", "--n-boot", "100", cache=cache)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert f"static n={n_static}" in text and f"relaxed n={n_relax}" in text and f"Δ relax n={n_relax}" in text
+    paired = cli("study", "dof", "--data", DATASET, "--n-boot", "100", cache=cache)
+    assert paired.returncode == 0, paired.stderr
+    assert f"n={n_relax}" in paired.stdout and "static n=" not in paired.stdout  # one count for all views
+
+
 def test_relaxed_cells_are_compared_once_and_cached(study_cache, tmp_path):
     cache = copy_cache(tmp_path / "c")
     shutil.rmtree(cache.relax_geometry_dir(DATASET))

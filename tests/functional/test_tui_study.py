@@ -144,6 +144,6 @@ def test_table_rows_put_every_crystal_first_then_the_groups(study_cache):
     data = load_study(study_cache, DATASET)
     errors = pl.concat([error_stats(data, "e_per_atom", ALL, n_boot=50), error_stats(data, "e_per_atom", "dof", n_boot=50)])
     cols, rows = table_rows(errors, errors.clear(), MODEL, "static", "dof")
-    assert cols[:2] == ["total DOF", "n"] and str(rows[0][0]) == "all"
+    assert cols[:2] == ["DOF", "n"] and str(rows[0][0]) == "all"
     orders = errors.filter((pl.col("view") == "static") & (pl.col("grouping") == "dof")).sort("order")["group"].to_list()
     assert [str(r[0]) for r in rows[1:]] == orders
