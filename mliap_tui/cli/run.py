@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 
 from mliap_tui.cli import console, options, render
-from mliap_tui.core.vocab import DEFAULT_RELAX_FMAX_EV_PER_ANG, DEFAULT_RELAX_MAX_STEPS, RELAX_ENGINES, RelaxEngine
+from mliap_tui.core.vocab import (
+    DEFAULT_RELAX_FMAX_EV_PER_ANG,
+    DEFAULT_RELAX_MAX_STEPS,
+    RELAX_ENGINES,
+    RelaxEngine,
+)
 
 RUN_EPILOG = options.examples(
     "mliap-tui run --data sample --models chgnet-0.3.0,sevennet-0",

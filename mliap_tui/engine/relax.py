@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
+from ase import Atoms
 
 from mliap_tui.core.geometry import min_distance_ang
 from mliap_tui.core.units import EV_PER_ANG3_PER_GPA
@@ -334,8 +335,6 @@ class BatchedRelaxer:
                 return
 
             # ---- evaluate the current geometry of every structure in flight ----
-            from ase import Atoms
-
             log_f, f_def, cell, positions = batch.geometry()
             starts = batch.starts
             atoms_list = [
