@@ -138,3 +138,32 @@ def build_once(root: Path, build) -> Path:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return root
+
+
+# ---- processes of a run ------------------------------------------------------------------------
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 50 ms until it is true; fail naming ``what`` after ``timeout`` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def workers_of(cache_root: Path) -> list[int]:
+    """Worker processes of runs on ``cache_root`` (the runner marks them in their environment)."""
+    mark = f"MLIAP_TUI_WORKER_CACHE={Path(cache_root).resolve()}".encode()
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if b"mliap_tui.engine.worker" in cmdline and mark in environ.split(b"\0"):
+                out.append(int(pid))
+    return out

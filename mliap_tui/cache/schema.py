@@ -12,7 +12,9 @@ import polars as pl
 #: 2: prediction rows record the weights they were made with (``weights_fingerprint``,
 #: ``package_version``, ``trust_override``). Rows written by version 1 read with these null: their
 #: weights are unknown, so they are kept and shown apart, never counted as the current weights'.
-SCHEMA_VERSION = 2
+#: 3: relax-mode rows record how the relaxation ran and ended (``relax_engine``,
+#: ``relax_converged``, ``relax_fmax_ev_per_ang``). Rows written before read these as null.
+SCHEMA_VERSION = 3
 
 #: Column -> (dtype, description with unit). The single source of truth for the materials table.
 MATERIALS_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
@@ -82,6 +84,21 @@ PREDICTION_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "relaxed_spacegroup_number": (pl.Int16, "relax mode: space group of the relaxed cell"),
     "relaxed_total_dof": (pl.Int16, "relax mode: total DOF of the relaxed cell"),
     "relax_steps": (pl.Int32, "relax mode: optimiser steps taken"),
+    "relax_engine": (
+        pl.Utf8,
+        "relax mode: 'batched' (in-flight batched FIRE) or 'ase' (ASE FIRE one structure at a time); "
+        "null before schema 3",
+    ),
+    "relax_converged": (
+        pl.Boolean,
+        "relax mode: true when the max force (atoms and cell) fell below fmax; false when the step "
+        "cap stopped it (the row is still ok); null before schema 3",
+    ),
+    "relax_fmax_ev_per_ang": (
+        pl.Float64,
+        "relax mode: ASE's convergence measure at the final geometry, the largest row of the "
+        "Fréchet-filter forces, atoms and cell (eV/Å); null before schema 3",
+    ),
     "device": (pl.Utf8, "cpu, cuda:0, ..."),
     "dtype": (pl.Utf8, "float32 or float64"),
     "wall_s": (pl.Float64, "seconds of model time attributed to this structure (batch time / batch size)"),

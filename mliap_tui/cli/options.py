@@ -105,6 +105,31 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def add_torch_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--torch-threads", type=positive_int, default=None, metavar="N",
+                   help="CPU threads for the model (default: every usable core; on a machine busy with other "
+                   "work, 1 is often several times faster)")
+
+
 def split_models(value: str | None) -> list[str]:
     """``--models`` items: split on commas outside braces, so ``ase:m:f:{"a":1,"b":2}`` stays whole."""
     if not value:
@@ -200,6 +225,7 @@ __all__: Sequence[str] = [
     "add_device",
     "add_mode",
     "add_models",
+    "add_torch_threads",
     "cache_of",
     "examples",
     "formatter",

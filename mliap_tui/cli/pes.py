@@ -55,9 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="EV", help="flag points more than EV eV/atom below the DFT point as model collapse "
                    f"(default {DEFAULT_COLLAPSE_EV_PER_ATOM:g})")
     options.add_device(p)
-    p.add_argument("--torch-threads", type=options.positive_int, default=None, metavar="N",
-                   help="CPU threads for the model (default: every usable core; on a machine busy with other "
-                   "work, 1 is often several times faster)")
+    options.add_torch_threads(p)
     p.add_argument("--reference", default=None, help="CSV of axis values (axis units) and e_per_atom_ev to compare "
                    "against (e.g. your DFT grid)")
     p.add_argument("--out", default=None, help="write the grid (axis values, mask, energies) to this CSV")

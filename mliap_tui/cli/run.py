@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 
 from mliap_tui.cli import console, options, render
+from mliap_tui.core.vocab import (
+    DEFAULT_RELAX_FMAX_EV_PER_ANG,
+    DEFAULT_RELAX_MAX_STEPS,
+    RELAX_ENGINES,
+    RelaxEngine,
+)
 
 RUN_EPILOG = options.examples(
     "mliap-tui run --data sample --models chgnet-0.3.0,sevennet-0",
     "mliap-tui run --data sample --models sevennet-0 --device cuda --limit 100",
     "mliap-tui run --data sample --models chgnet-0.3.0 --mode relax --limit 20",
+    "mliap-tui run --mode relax --fmax 0.02 --max-steps 1000 --torch-threads 1",
+    "mliap-tui run --mode relax --relax-engine ase --limit 20   # the reference",
     "mliap-tui run --data mp --models orb-v2 --python-for orb=/opt/orb-venv/bin/python",
     "mliap-tui run --models chgnet-0.3.0 --checkpoint chgnet-0.3.0=my-finetune.pth.tar",
     "mliap-tui run --data cualni --model ase:ase.calculators.emt:EMT",
@@ -21,6 +29,11 @@ RUN_EPILOG = options.examples(
     "(CONV: mp2020, raw_pbe (default) or r2scan). Before evaluating, every model runs\n"
     "the canary check on 12 real MP crystals: a model whose MAE exceeds 150 meV/atom\n"
     "is refused unless --trust-model names it. See README, \"Models you can trust\"."
+    "\n\nrelax mode runs ASE's FIRE on a Frechet cell filter (atoms and cell together)\n"
+    "until the largest force and cell-gradient row is below --fmax, or --max-steps.\n"
+    "The batched engine relaxes many crystals at once through the model's batched\n"
+    "path, a finished one making room for the next; it follows ASE step for step.\n"
+    "Rows record relax_steps, relax_converged, the final fmax and the engine."
 )
 
 
@@ -46,9 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--limit", type=options.positive_int, help="evaluate at most N materials per model")
     run.add_argument("--forces", action="store_true", help="also store forces (eV/Å) and stress (GPa)")
     run.add_argument("--retry-failed", action="store_true", help="re-evaluate rows that failed before")
-    run.add_argument("--torch-threads", type=options.positive_int, metavar="N",
-                     help="intra-op threads per CPU worker (default: every usable core; 1 is often faster on a "
-                     "machine other processes share)")
     run.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
                      help="local weights file (or folder) for a model; repeat for several models")
     run.add_argument("--trust-model", default=None, metavar="IDS",
@@ -56,6 +66,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "check; their rows record trust_override")
     run.add_argument("--python-for", action="append", default=[], metavar="FAMILY=PYTHON",
                      help="run a model family's worker with another interpreter (its own venv), e.g. orb=/opt/orb/bin/python")
+    run.add_argument("--batch-atoms", type=options.positive_int, default=None, metavar="N",
+                     help="atoms per model call; in relax mode, atoms in flight (default: the model's GPU budget, "
+                          "1/16 of it on CPU; halved automatically after an out-of-memory error)")
+    options.add_torch_threads(run)
+    relax = run.add_argument_group("relax mode (--mode relax)")
+    relax.add_argument("--relax-engine", choices=RELAX_ENGINES, default=RelaxEngine.BATCHED.value,
+                       help="batched (default): many crystals at once, a finished one replaced by the next; "
+                            "ase: one at a time through the family's ASE calculator (the reference, slower)")
+    relax.add_argument("--fmax", type=options.positive_float, default=DEFAULT_RELAX_FMAX_EV_PER_ANG, metavar="EV_PER_ANG",
+                       help="converged when every atom force and cell-gradient row is below this, eV/Å "
+                            f"(default {DEFAULT_RELAX_FMAX_EV_PER_ANG:g}, as ASE's fmax)")
+    relax.add_argument("--max-steps", type=options.non_negative_int, default=DEFAULT_RELAX_MAX_STEPS, metavar="N",
+                       help=f"FIRE steps before a crystal is given up (default {DEFAULT_RELAX_MAX_STEPS}); its row "
+                            "is kept with relax_converged false")
     options.add_cache(run)
     run.set_defaults(handler=cmd_run)
 
@@ -95,7 +119,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             checkpoints=checkpoints,
             trust_models=trust,
+            batch_atoms=args.batch_atoms,
             torch_threads=args.torch_threads,
+            relax_engine=args.relax_engine,
+            relax_fmax=args.fmax,
+            relax_max_steps=args.max_steps,
         )
     console.print(render.run_summary(summary))
     if summary.cancelled:  # Ctrl-C (or SIGTERM): the runner cancelled, the workers committed and exited

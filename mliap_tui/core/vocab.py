@@ -19,6 +19,12 @@ DEFAULT_ANGLE_TOLERANCE_DEG = 5.0
 NEAR_HULL_EV_PER_ATOM = 0.050
 #: Two atoms closer than this (Å, periodic images included) make a structure unusable.
 DEFAULT_MIN_DISTANCE_ANG = 0.5
+#: Relax mode converges when every atom force and cell-gradient row is below this (eV/Å), as ASE's fmax.
+DEFAULT_RELAX_FMAX_EV_PER_ANG = 0.05
+#: Relax mode stops a structure after this many FIRE steps (its row says it did not converge).
+DEFAULT_RELAX_MAX_STEPS = 500
+#: Relax mode fails a structure whose cell volume leaves [1/4, 4] x its starting volume.
+RELAX_MAX_VOLUME_RATIO = 4.0
 #: Import refuses cells denser than this (Å^3 per atom; the densest MP crystals have ~5-6).
 DEFAULT_MIN_VOLUME_PER_ATOM_ANG3 = 2.0
 #: Import refuses cells with more atoms than this (configurable: --max-atoms).
@@ -75,6 +81,28 @@ class Mode(StrEnum):
 
 
 MODES: tuple[str, ...] = tuple(m.value for m in Mode)
+
+
+class RelaxEngine(StrEnum):
+    """How relax mode runs FIRE on a Fréchet cell filter (the same algorithm and convergence rule)."""
+
+    BATCHED = "batched"  # many structures at once through the batched adapter (engine/relax.py)
+    ASE = "ase"  # one structure at a time, ASE's FIRE(FrechetCellFilter) on the family's calculator
+
+    @property
+    def label(self) -> str:
+        return {"batched": "batched (in-flight)", "ase": "ASE, one structure at a time"}[self.value]
+
+
+RELAX_ENGINES: tuple[str, ...] = tuple(e.value for e in RelaxEngine)
+
+
+class RelaxStatus(StrEnum):
+    """How one relaxation ended."""
+
+    CONVERGED = "converged"  # max filter force (atoms and cell) below fmax
+    MAX_STEPS = "max_steps"  # stopped at the step cap before converging (the row is still ok)
+    FAILED = "failed"  # diverged, or the model failed on it: a failed row with the reason
 
 
 class DType(StrEnum):
@@ -303,6 +331,8 @@ __all__ = [
     "CRYSTAL_SYSTEMS",
     "DEFAULT_ANGLE_TOLERANCE_DEG",
     "DEFAULT_MIN_DISTANCE_ANG",
+    "DEFAULT_RELAX_FMAX_EV_PER_ANG",
+    "DEFAULT_RELAX_MAX_STEPS",
     "DEFAULT_SYMPREC_ANG",
     "DOF_BIN_EDGES",
     "DOF_LABELS",
@@ -319,12 +349,16 @@ __all__ = [
     "STUDY_GROUPINGS",
     "STUDY_VIEWS",
     "SYMMETRY_CHANGES",
+    "RELAX_ENGINES",
+    "RELAX_MAX_VOLUME_RATIO",
     "CrystalSystem",
     "DType",
     "EnergyConvention",
     "FailureKind",
     "Metric",
     "Mode",
+    "RelaxEngine",
+    "RelaxStatus",
     "Status",
     "SymmetryChange",
     "WorkerErrorKind",

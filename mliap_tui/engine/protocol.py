@@ -27,9 +27,12 @@ from typing import Any, ClassVar
 
 from mliap_tui.core.vocab import (
     DEFAULT_MIN_DISTANCE_ANG,
+    DEFAULT_RELAX_FMAX_EV_PER_ANG,
+    DEFAULT_RELAX_MAX_STEPS,
     DEFAULT_SYMPREC_ANG,
     DTYPES,
     MODES,
+    RELAX_ENGINES,
 )
 
 PROTOCOL_VERSION = 1
@@ -89,7 +92,8 @@ class WorkerJob:
     trust_model: bool = False
     forces: bool = False
     stress: bool = False
-    #: atoms per batch (static mode); None = the model spec's default (1/16 of it on CPU)
+    #: atoms per batch (static mode; relax mode with the batched engine: atoms in flight);
+    #: None = the model spec's default (1/16 of it on CPU)
     batch_atoms: int | None = None
     #: commit a chunk every ``chunk_rows`` structures or ``chunk_seconds``, whichever comes first
     chunk_rows: int = 200
@@ -98,8 +102,11 @@ class WorkerJob:
     torch_threads: int | None = None  # None = the CPU cores this process may use
     #: sanity check: two atoms closer than this (Å, periodic images included) fail the structure
     min_distance_ang: float = DEFAULT_MIN_DISTANCE_ANG
-    relax_fmax: float = 0.05  # eV/Å
-    relax_max_steps: int = 500
+    relax_fmax: float = DEFAULT_RELAX_FMAX_EV_PER_ANG  # eV/Å
+    relax_max_steps: int = DEFAULT_RELAX_MAX_STEPS
+    #: relax mode: "batched" (in-flight batched FIRE, engine/relax.py) or "ase" (one structure at
+    #: a time through the family's ASE calculator, the reference)
+    relax_engine: str = "batched"
     symprec_ang: float = DEFAULT_SYMPREC_ANG
     progress_interval_s: float = 0.5
     rate_window_s: float = 30.0
@@ -127,6 +134,12 @@ class WorkerJob:
             raise ProtocolError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         if self.batch_atoms is not None and self.batch_atoms < 1:
             raise ProtocolError(f"batch_atoms must be >= 1, got {self.batch_atoms}")
+        if self.relax_engine not in RELAX_ENGINES:
+            raise ProtocolError(f"unknown relax_engine {self.relax_engine!r}: use one of {', '.join(RELAX_ENGINES)}")
+        if not self.relax_fmax > 0:
+            raise ProtocolError(f"relax_fmax must be > 0 eV/Å, got {self.relax_fmax}")
+        if self.relax_max_steps < 0:
+            raise ProtocolError(f"relax_max_steps must be >= 0, got {self.relax_max_steps}")
         if self.chunk_rows < 1:
             raise ProtocolError(f"chunk_rows must be >= 1, got {self.chunk_rows}")
         if self.prefetch < 0:

@@ -42,7 +42,13 @@ import polars as pl
 
 from mliap_tui.cache import Cache
 from mliap_tui.core.host import usable_cores
-from mliap_tui.core.vocab import MODES
+from mliap_tui.core.vocab import (
+    DEFAULT_RELAX_FMAX_EV_PER_ANG,
+    DEFAULT_RELAX_MAX_STEPS,
+    MODES,
+    RELAX_ENGINES,
+    RelaxEngine,
+)
 from mliap_tui.engine.progress import combine
 from mliap_tui.engine.protocol import (
     ChunkCommitted,
@@ -373,8 +379,9 @@ class EvaluationRun:
         chunk_rows: int = 200,
         chunk_seconds: float = 15.0,
         torch_threads: int | None = None,
-        relax_fmax: float = 0.05,
-        relax_max_steps: int = 500,
+        relax_fmax: float = DEFAULT_RELAX_FMAX_EV_PER_ANG,
+        relax_max_steps: int = DEFAULT_RELAX_MAX_STEPS,
+        relax_engine: str = RelaxEngine.BATCHED.value,
         gpus: Sequence[str] | None = None,
         cpu_workers: int = 1,
         run_id: str | None = None,
@@ -406,7 +413,13 @@ class EvaluationRun:
         self._planned_without_weights: set[str] = set()  # weights not on disk when planned
         self.batch_atoms, self.chunk_rows, self.chunk_seconds = batch_atoms, chunk_rows, chunk_seconds
         self.torch_threads = torch_threads
-        self.relax_fmax, self.relax_max_steps = relax_fmax, relax_max_steps
+        if relax_engine not in RELAX_ENGINES:
+            raise ValueError(f"unknown relax engine {relax_engine!r}: use one of {', '.join(RELAX_ENGINES)}")
+        if not relax_fmax > 0:
+            raise ValueError(f"fmax must be > 0 eV/Å, got {relax_fmax}")
+        if relax_max_steps < 0:
+            raise ValueError(f"max steps must be >= 0, got {relax_max_steps}")
+        self.relax_fmax, self.relax_max_steps, self.relax_engine = relax_fmax, relax_max_steps, relax_engine
         self.gpus = gpus
         if cpu_workers < 1:
             raise ValueError(f"cpu_workers must be >= 1, got {cpu_workers}")
@@ -559,6 +572,7 @@ class EvaluationRun:
             torch_threads=self._torch_threads(gpu),
             relax_fmax=self.relax_fmax,
             relax_max_steps=self.relax_max_steps,
+            relax_engine=self.relax_engine,
             run_id=self.run_id,
             worker=worker,
             since_unix_s=self.started_unix_s,

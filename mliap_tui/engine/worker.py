@@ -9,9 +9,11 @@ family with clashing dependencies can run it from its own venv.
 
 Static mode: rows are turned into ASE Atoms and checked (:func:`batching.item_from_row`), grouped
 by atom count, prepared (graph building) in a prefetch thread while the previous batch runs on
-the device, and evaluated with OOM/exception splitting. Relax mode: each structure is relaxed
-with ASE FIRE on a FrechetCellFilter through the family's own ASE calculator, then its space
-group and DOF are re-analysed.
+the device, and evaluated with OOM/exception splitting. Relax mode: FIRE on a Fréchet cell filter
+(ASE's algorithm and convergence rule), by default for many structures at once with in-flight
+batching (:mod:`mliap_tui.engine.relax`, ``relax_engine="batched"``), or one structure at a time
+through the family's own ASE calculator (``relax_engine="ase"``, the reference); then the relaxed
+cell's space group and DOF are analysed.
 
 Rows are committed in chunks (every ``chunk_rows`` structures or ``chunk_seconds``) with
 ``Cache.write_prediction_chunk`` (atomic rename): a worker killed with SIGKILL loses at most the
@@ -34,9 +36,16 @@ import numpy as np
 import polars as pl
 
 from mliap_tui.cache import PREDICTIONS_SCHEMA, Cache, CacheWriteError
-from mliap_tui.core.host import usable_cores
+from mliap_tui.core.host import blas_threads, usable_cores
 from mliap_tui.core.units import GPA_PER_EV_PER_ANG3
-from mliap_tui.core.vocab import Mode, Status, WorkerErrorKind
+from mliap_tui.core.vocab import (
+    FailureKind,
+    Mode,
+    RelaxEngine,
+    RelaxStatus,
+    Status,
+    WorkerErrorKind,
+)
 from mliap_tui.engine import batching
 from mliap_tui.engine.batching import (
     EXCEPTION,
@@ -68,6 +77,7 @@ from mliap_tui.engine.protocol import (
     WorkerJob,
     WorkerStarted,
 )
+from mliap_tui.engine.relax import BatchedRelaxer, DivergenceLimits, RelaxResult
 from mliap_tui.engine.weights import check_job_model, drop_ids_done, load_job_predictor
 from mliap_tui.models.base import Prediction, RelaxedPrediction, mp2020_energy
 
@@ -378,6 +388,22 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
         if tracker.due():
             emit(tracker.event())
 
+    sizer = AdaptiveBatchSize(batch_atoms, minimum=1)
+    tracker.batch_atoms = batch_atoms
+
+    def on_oom(n_structures: int, n_atoms: int) -> None:
+        emit(Log(model=job.model, mode=job.mode, worker=job.worker, level="warning",
+                 message=f"out of memory on a batch of {n_structures} structures / {n_atoms} atoms: "
+                         f"splitting; batch budget now {sizer.current} atoms"))
+
+    def structures() -> Iterator[tuple[Item, Any]]:
+        """Items for the batched relaxer; those that failed before the model are recorded as met."""
+        for item in items():
+            if item.error is not None:
+                record([Outcome(item, error=item.error, error_kind=item.error_kind)])
+            else:
+                yield item, item.atoms
+
     def run_round() -> None:
         if job.mode == Mode.STATIC:
             with Prefetcher(make_batches(items(), sizer), evaluator.prepare, depth=job.prefetch) as prefetch:
@@ -387,30 +413,33 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
                     record(outcomes)
                     if stop.is_set():
                         break
+        elif job.relax_engine == RelaxEngine.ASE:
+            with blas_threads(1):
+                for item in items():
+                    outcome = relax_one(item, calc, job, device, stop)
+                    if outcome is None:  # cancelled mid-relaxation: not recorded, redone next run
+                        break
+                    record([outcome])
+                    if stop.is_set():
+                        break
         else:
-            for item in items():
-                outcome = relax_one(item, calc, job, device, stop)
-                if outcome is None:  # cancelled mid-relaxation: not recorded, redone next run
-                    break
-                record([outcome])
-                if stop.is_set():
-                    break
+            with blas_threads(1):
+                # structures in flight when `stop` is set are not recorded: the next run redoes them
+                for result in relaxer.run(structures(), stop=stop):
+                    tracker.batch_atoms = sizer.current
+                    record([relaxed_outcome(result, job)])
 
     t_eval = time.monotonic()
     try:
         if job.mode == Mode.STATIC:
-            sizer = AdaptiveBatchSize(batch_atoms, minimum=1)
-            tracker.batch_atoms = batch_atoms
-
-            def on_oom(n_structures: int, n_atoms: int) -> None:
-                emit(Log(model=job.model, mode=job.mode, worker=job.worker, level="warning",
-                         message=f"out of memory on a batch of {n_structures} structures / {n_atoms} atoms: "
-                                 f"splitting; batch budget now {sizer.current} atoms"))
-
             evaluator = BatchEvaluator(predictor, forces=job.forces, stress=job.stress, batch_size=sizer,
                                        device=device, on_oom=on_oom)
-        else:
+        elif job.relax_engine == RelaxEngine.ASE:
             calc = predictor.ase_calculator()
+        else:
+            relaxer = BatchedRelaxer(predictor, fmax_ev_per_ang=job.relax_fmax, max_steps=job.relax_max_steps,
+                                     batch_size=sizer, device=device, on_oom=on_oom,
+                                     limits=DivergenceLimits(min_distance_ang=job.min_distance_ang))
         while True:
             run_round()
             streak.release(writer)
@@ -442,10 +471,27 @@ def run_job(job: WorkerJob, emit: Emit, stop: threading.Event | None = None, pre
     )
 
 
-def relax_one(item: Item, calc: Any, job: WorkerJob, device: str, stop: threading.Event | None = None) -> Outcome | None:
-    """FIRE + FrechetCellFilter relaxation of one structure (None when ``stop`` interrupts it).
+def relaxed_outcome(result: RelaxResult, job: WorkerJob) -> Outcome:
+    """A batched relaxation's result as an Outcome (``result.key`` is the Item) with its symmetry."""
+    item = result.key
+    if not result.ok:
+        return Outcome(item, error=one_line(result.reason or "relaxation failed"),
+                       error_kind=result.failure_kind or FailureKind.EXCEPTION, wall_s=result.wall_s)
+    prediction = RelaxedPrediction(
+        energy_ev=float(result.energy_ev), forces_ev_per_ang=result.forces_ev_per_ang if job.forces else None,
+        stress_gpa=result.stress_gpa if job.stress else None, lattice_ang=result.cell_ang,
+        frac_coords=result.frac_coords, steps=result.steps, engine=RelaxEngine.BATCHED.value,
+        converged=result.status == RelaxStatus.CONVERGED, fmax_ev_per_ang=result.fmax_ev_per_ang,
+    )
+    add_relaxed_symmetry(prediction, item.atoms.get_chemical_symbols(), job.symprec_ang, item.material_id)
+    return Outcome(item, prediction=prediction, wall_s=result.wall_s)
 
-    The outcome's prediction is a :class:`RelaxedPrediction` (the relaxed cell and its symmetry).
+
+def relax_one(item: Item, calc: Any, job: WorkerJob, device: str, stop: threading.Event | None = None) -> Outcome | None:
+    """ASE's FIRE(FrechetCellFilter) relaxation of one structure (None when ``stop`` interrupts it).
+
+    The reference path (``relax_engine="ase"``). The outcome's prediction is a
+    :class:`RelaxedPrediction` (the relaxed cell and its symmetry).
     """
     if item.error is not None:
         return Outcome(item, error=item.error, error_kind=item.error_kind)
@@ -456,13 +502,16 @@ def relax_one(item: Item, calc: Any, job: WorkerJob, device: str, stop: threadin
     atoms = item.atoms
     try:
         atoms.calc = calc
-        opt = FIRE(FrechetCellFilter(atoms), logfile=None)
-        for _ in opt.irun(fmax=job.relax_fmax, steps=job.relax_max_steps):
+        filt = FrechetCellFilter(atoms)
+        opt = FIRE(filt, logfile=None)
+        converged = False
+        for converged in opt.irun(fmax=job.relax_fmax, steps=job.relax_max_steps):
             if stop is not None and stop.is_set():
                 return None
         energy = float(atoms.get_potential_energy())
         forces = atoms.get_forces() if job.forces else None
         stress = atoms.get_stress(voigt=True) * GPA_PER_EV_PER_ANG3 if job.stress else None
+        fmax = float(np.sqrt((filt.get_forces() ** 2).sum(axis=1)).max())
         steps = int(opt.nsteps)
     except Exception as exc:  # noqa: BLE001 - one structure fails, the run goes on
         kind = OOM if is_oom_error(exc) else EXCEPTION
@@ -478,6 +527,7 @@ def relax_one(item: Item, calc: Any, job: WorkerJob, device: str, stop: threadin
         energy_ev=energy, forces_ev_per_ang=forces, stress_gpa=stress,
         lattice_ang=np.asarray(atoms.cell.array, dtype=float),
         frac_coords=np.asarray(atoms.get_scaled_positions(wrap=False), dtype=float), steps=steps,
+        engine=RelaxEngine.ASE.value, converged=bool(converged), fmax_ev_per_ang=fmax,
     )
     add_relaxed_symmetry(result, atoms.get_chemical_symbols(), job.symprec_ang, item.material_id)
     return Outcome(item, prediction=result, wall_s=wall)

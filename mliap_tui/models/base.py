@@ -69,6 +69,9 @@ class RelaxedPrediction(Prediction):
     steps: int = 0
     spacegroup_number: int | None = None
     total_dof: int | None = None
+    engine: str | None = None  # vocab.RelaxEngine
+    converged: bool | None = None  # False: stopped at the step cap
+    fmax_ev_per_ang: float | None = None  # the convergence measure at the final geometry
 
     def relaxed_columns(self) -> dict[str, Any]:
         """The relax-mode columns of a prediction row (``mliap_tui.cache.schema``)."""
@@ -78,6 +81,9 @@ class RelaxedPrediction(Prediction):
             "relax_steps": int(self.steps),
             "relaxed_spacegroup_number": self.spacegroup_number,
             "relaxed_total_dof": self.total_dof,
+            "relax_engine": self.engine,
+            "relax_converged": self.converged,
+            "relax_fmax_ev_per_ang": self.fmax_ev_per_ang,
         }
 
 

@@ -580,6 +580,13 @@ def voigt6_from_3x3(stress_3x3: np.ndarray) -> np.ndarray:
     return np.array([s[0, 0], s[1, 1], s[2, 2], 0.5 * (s[1, 2] + s[2, 1]), 0.5 * (s[0, 2] + s[2, 0]), 0.5 * (s[0, 1] + s[1, 0])])
 
 
+def voigt6_to_3x3(stress_voigt6: np.ndarray) -> np.ndarray:
+    """Voigt (..., 6) in ASE order (xx, yy, zz, yz, xz, xy) -> symmetric (..., 3, 3) tensors."""
+    s = np.asarray(stress_voigt6, dtype=float)
+    xx, yy, zz, yz, xz, xy = (s[..., i] for i in range(6))
+    return np.stack([np.stack([xx, xy, xz], -1), np.stack([xy, yy, yz], -1), np.stack([xz, yz, zz], -1)], -2)
+
+
 def check_elements(spec: ModelSpec, atoms_list: Sequence[Any]) -> None:
     """Raise UnsupportedElements naming the elements of the first structure outside coverage."""
     if spec.elements is None:
@@ -653,5 +660,7 @@ __all__ = [
     "get_spec",
     "load_predictor",
     "resolve_device",
+    "voigt6_from_3x3",
+    "voigt6_to_3x3",
     "weight_files",
 ]

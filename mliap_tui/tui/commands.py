@@ -75,8 +75,7 @@ class RunCommands(ListProvider):
     """Commands of the Run screen: start/cancel, models, mode, device, dataset, import."""
 
     def commands(self) -> list[tuple[str, Callable[[], object], str]]:
-        from mliap_tui.core.vocab import MODES
-        from mliap_tui.tui.run_screen import DEVICES, RunScreen
+        from mliap_tui.tui.run_screen import DEVICES, MODE_CHOICES, RunScreen
 
         screen = self.screen
         if not isinstance(screen, RunScreen):
@@ -90,8 +89,10 @@ class RunCommands(ListProvider):
             ("Back to the explorer", screen.action_back, "the run goes on (also escape)"),
             ("Help: keys", self.app.action_help, "also on ?"),
         ]
-        for mode in MODES:
-            out.append((f"Run mode: {mode}", partial(screen.set_option, "mode", mode), "single point or FIRE relaxation"))
+        for label, value in MODE_CHOICES:
+            help_text = {"static": "single point on the DFT structure", "relax": "FIRE relaxation, batched engine",
+                         "relax-ase": "FIRE relaxation, ASE one crystal at a time (the reference)"}[value]
+            out.append((f"Run mode: {label}", partial(screen.set_option, "mode", value), help_text))
         for device in DEVICES:
             out.append((f"Run device: {device}", partial(screen.set_option, "device", device), "auto = GPUs if any, else CPU"))
         for dataset in screen.cache.datasets():

@@ -40,7 +40,7 @@ from textual.widgets.selection_list import Selection
 
 from mliap_tui.cache import Cache
 from mliap_tui.core.units import format_bytes, format_duration
-from mliap_tui.core.vocab import MODES
+from mliap_tui.core.vocab import RelaxEngine
 from mliap_tui.engine.protocol import (
     ChunkCommitted,
     Log,
@@ -64,6 +64,8 @@ from mliap_tui.tui.messages import (
 )
 
 DEVICES = ("auto", "cpu", "cuda")
+#: the mode choices (label, value): relax mode runs the batched engine, or ASE's (the reference)
+MODE_CHOICES = (("static", "static"), ("relax", "relax"), ("relax ase", "relax-ase"))
 DEFAULT_MODEL = "chgnet-0.3.0"
 
 
@@ -366,7 +368,9 @@ class RunScreen(Screen):
                     yield Select([(d, d) for d in datasets], value=ds if ds else Select.NULL, allow_blank=ds is None,
                                  prompt="no dataset", compact=True, id="run-dataset")
                     yield Label("mode", classes="opt-label")
-                    yield Select([(m, m) for m in MODES], value="static", allow_blank=False, compact=True, id="run-mode")
+                    yield Select(MODE_CHOICES, value="static", allow_blank=False, compact=True, id="run-mode",
+                                 tooltip="relax: FIRE on a Fréchet cell filter, many crystals at once; "
+                                 "relax ase: ASE's FIRE one crystal at a time (the reference, slower)")
                     yield Label("device", classes="opt-label")
                     yield Select([(d, d) for d in DEVICES], value="auto", allow_blank=False, compact=True, id="run-device")
                     yield Label("limit", classes="opt-label")
@@ -404,7 +408,12 @@ class RunScreen(Screen):
 
     @property
     def mode(self) -> str:
-        return str(self.query_one("#run-mode", Select).value)
+        return str(self.query_one("#run-mode", Select).value).partition("-")[0]
+
+    @property
+    def relax_engine(self) -> str:
+        """The relax engine of the mode choice ("relax-ase" -> ase; otherwise batched)."""
+        return str(self.query_one("#run-mode", Select).value).partition("-")[2] or RelaxEngine.BATCHED.value
 
     @property
     def device(self) -> str:
@@ -530,10 +539,10 @@ class RunScreen(Screen):
         if not models:
             self.notify("select at least one model (space toggles)", severity="warning")
             return
-        self.start(dataset, models, self.mode, self.device, self.limit, self.forces)
+        self.start(dataset, models, self.mode, self.device, self.limit, self.forces, self.relax_engine)
 
     def start(self, dataset: str, models: list[str], mode: str, device: str, limit: int | None,
-              forces: bool = False) -> None:
+              forces: bool = False, relax_engine: str = RelaxEngine.BATCHED.value) -> None:
         from mliap_tui.engine.runner import EvaluationRun
 
         token = self._run_token = next(self._tokens)
@@ -542,8 +551,9 @@ class RunScreen(Screen):
             self.post_message(EngineEvent(token, ev))
 
         try:
+            options = {"relax_engine": relax_engine, **self.run_options}
             run = EvaluationRun(self.cache, dataset, models, mode=mode, device=device, limit=limit,
-                                forces=forces, stress=forces, on_event=on_event, **self.run_options)
+                                forces=forces, stress=forces, on_event=on_event, **options)
         except (KeyError, ValueError) as exc:
             self.notify(str(exc), severity="error")
             return
@@ -554,7 +564,8 @@ class RunScreen(Screen):
         panes = self.query_one("#run-panes", Vertical)
         panes.remove_children()
         self.panes = {}
-        self._status(f"planning run on {dataset} ({mode}, device {device})…")
+        label = f"{mode}, {relax_engine} engine" if mode == "relax" else mode
+        self._status(f"planning run on {dataset} ({label}, device {device})…")
         self.query_one(ContentSwitcher).current = "run-progress"
         self._run_worker(token, run)
 

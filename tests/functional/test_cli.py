@@ -48,6 +48,10 @@ def test_user_errors_exit_2_with_one_line(tmp_path):
     assert bad.returncode == 2 and "--checkpoint expects KEY=VALUE" in bad.stderr
     bad = cli("run", "--limit", "-5")
     assert bad.returncode == 2 and "must be at least 1" in bad.stderr
+    bad = cli("run", "--mode", "relax", "--fmax", "0")
+    assert bad.returncode == 2 and "--fmax: must be greater than 0" in bad.stderr
+    bad = cli("run", "--mode", "relax", "--relax-engine", "fast")
+    assert bad.returncode == 2 and "invalid choice: 'fast'" in bad.stderr and "batched" in bad.stderr
     bad = cli("pes", "mp-1", "--points", "20")  # an even grid has no centre: the DFT point would be off it
     assert bad.returncode == 2 and "must be odd" in bad.stderr and "try 21" in bad.stderr
 

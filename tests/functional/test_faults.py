@@ -22,6 +22,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from support import REPO_DIR
+from support import wait_for as _wait_for
+from support import workers_of as _workers_of
 
 from mliap_tui.cache import Cache, CacheWriteError
 from mliap_tui.cache.quarantine import drain
@@ -262,29 +264,6 @@ def _start_run(cache_root: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mliap_tui", f"--cache={cache_root}", "run", "--data", "sample", "--models", MODEL]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_DIR, start_new_session=True,
                             env={**os.environ, "COLUMNS": "200"})
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def _workers_of(cache_root: Path) -> list[int]:
-    """Worker processes of runs on ``cache_root`` (the runner marks them in their environment)."""
-    mark = f"MLIAP_TUI_WORKER_CACHE={Path(cache_root).resolve()}".encode()
-    out = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                environ = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
-                continue
-            if b"mliap_tui.engine.worker" in cmdline and mark in environ.split(b"\0"):
-                out.append(int(pid))
-    return out
 
 
 @pytest.mark.slow

@@ -187,6 +187,31 @@ def test_chgnet_energy_only_and_prepare_run_split(chgnet, crystals):
     assert chgnet.predict([]) == []
 
 
+@pytest.mark.parametrize("task", ["ef", "es", "efs"])
+def test_chgnet_one_backward_pass_is_chgnets_forward(chgnet, crystals, task):
+    """The adapter's forces/stress path (one backward pass, no double-backward graph) against
+    CHGNet's own forward on the same batch: energies bit-identical, forces and stress to float32
+    rounding (CHGNet's float32 forces are ~1e-5 eV/Å from a float64 evaluation either way)."""
+    import torch
+
+    assert chgnet.single_backward
+    prepared = chgnet.prepare(crystals, forces="f" in task, stress="s" in task)
+    ours = chgnet.run(prepared)
+    with torch.enable_grad():
+        ref = chgnet.model([g.to(chgnet.device) for g in prepared.graphs], task=task)
+    e_ref = ref["e"].detach().double().numpy()
+    for i, (atoms, pred) in enumerate(zip(crystals, ours)):
+        assert pred.energy_ev == float(e_ref[i] * len(atoms))  # bit for bit
+        if "f" in task:
+            np.testing.assert_allclose(pred.forces_ev_per_ang, ref["f"][i].detach().numpy(), atol=2e-4)
+        else:
+            assert pred.forces_ev_per_ang is None
+        if "s" in task:
+            np.testing.assert_allclose(pred.stress_gpa, voigt6_from_3x3(ref["s"][i].detach().numpy()), atol=2e-3)
+        else:
+            assert pred.stress_gpa is None
+
+
 def test_chgnet_ase_calculator_agrees(chgnet, crystals):
     from chgnet.model.dynamics import CHGNetCalculator
 

@@ -166,6 +166,32 @@ async def test_cancel_keeps_what_was_computed_and_start_again_resumes(small_cach
         assert rows.height == N and rows["material_id"].n_unique() == N
 
 
+@needs_chgnet
+async def test_relax_mode_choices_pick_the_engine(small_cache):
+    """The mode select offers relax with the batched engine and with ASE's (the reference); the
+    run's rows say which engine relaxed them."""
+    from textual.widgets import Input, Select
+
+    app = MliapTuiApp(small_cache, run_options=RUN_OPTIONS, device_poll_s=None)
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await open_run_screen(pilot)
+        screen.set_models([MODEL])
+        assert (screen.mode, screen.relax_engine) == ("static", "batched")
+        screen.set_option("mode", "relax")
+        assert (screen.mode, screen.relax_engine) == ("relax", "batched")
+        screen.set_option("mode", "relax-ase")
+        screen.query_one("#run-limit", Input).value = "2"
+        await pilot.pause()
+        assert (screen.mode, screen.relax_engine) == ("relax", "ase")
+        assert screen.query_one("#run-mode", Select).value == "relax-ase"
+        await pilot.press("s")
+        assert screen.running
+        await wait_for(pilot, lambda: not screen.running, 300, "the relax run to end")
+        assert screen.last_summary is not None and screen.last_summary.ok
+        rows = small_cache.scan_predictions("sample", [MODEL], "relax").collect()
+        assert rows.height == 2 and (rows["relax_engine"] == "ase").all() and (rows["status"] == "ok").all()
+
+
 def test_help_lists_the_run_bindings():
     text = str(list(help_renderable({}).renderables[2].columns[3].cells))
     for binding_id in ("app.run_screen", "run.start", "run.cancel", "run.setup", "run.pane_failures", "failures.close"):

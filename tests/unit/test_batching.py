@@ -50,6 +50,12 @@ def test_job_round_trip_and_validation():
         protocol.WorkerJob.from_json(json.dumps({"cache_root": "/c", "dataset": "d", "model": "m", "mode": "md"}))
     with pytest.raises(protocol.ProtocolError, match="not valid JSON"):
         protocol.WorkerJob.from_json("{nope")
+    base = {"cache_root": "/c", "dataset": "d", "model": "m", "mode": "relax"}
+    assert protocol.WorkerJob.from_json(json.dumps(base)).relax_engine == "batched"  # the default engine
+    with pytest.raises(protocol.ProtocolError, match="unknown relax_engine 'torchsim'"):
+        protocol.WorkerJob.from_json(json.dumps(base | {"relax_engine": "torchsim"}))
+    with pytest.raises(protocol.ProtocolError, match="relax_fmax must be > 0"):
+        protocol.WorkerJob.from_json(json.dumps(base | {"relax_fmax": 0}))
 
 
 def test_every_event_type_round_trips_through_json():
