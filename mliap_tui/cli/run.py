@@ -11,6 +11,9 @@ RUN_EPILOG = options.examples(
     "mliap-tui run --data sample --models sevennet-0 --device cuda --limit 100",
     "mliap-tui run --data sample --models chgnet-0.3.0 --mode relax --limit 20",
     "mliap-tui run --data mp --models orb-v2 --python-for orb=/opt/orb-venv/bin/python",
+    "mliap-tui run --data mp --models chgnet-0.3.0 --cluster local:4",
+    "mliap-tui run --data mp --models sevennet-0 --cluster tcp://head:8786 --cache /shared/mliap-cache",
+    "mliap-tui run --data mp --models sevennet-0 --cluster slurm:8 --device cuda   (jobqueue.yaml: README)",
 )
 
 
@@ -39,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="local weights file (or folder) for a model; repeat for several models")
     run.add_argument("--python-for", action="append", default=[], metavar="FAMILY=PYTHON",
                      help="run a model family's worker with another interpreter (its own venv), e.g. orb=/opt/orb/bin/python")
+    run.add_argument("--cluster", metavar="ADDRESS|local[:N]|slurm|pbs|lsf",
+                     help="run the work units as Dask tasks: on a running scheduler (tcp://host:8786), a LocalCluster "
+                     "of N workers here, or a dask-jobqueue cluster from its config (slurm:JOBS); the cache folder "
+                     "must be shared with every worker (needs pip install 'mliap-tui[cluster]')")
     options.add_cache(run)
     run.set_defaults(handler=cmd_run)
 
@@ -59,23 +66,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(render.import_report(report))
         if not report.n_loaded:
             return 1
-    with RichProgress(console=console) as show:
-        summary = run_evaluation(
-            cache,
-            dataset,
-            model_ids,
-            mode=args.mode,
-            device=args.device,
-            dtype=args.dtype,
-            limit=args.limit,
-            forces=args.forces,
-            stress=args.forces,
-            python_for=python_for,
-            on_event=show,
-            retry_failed=args.retry_failed,
-            checkpoints=checkpoints,
-            torch_threads=args.torch_threads,
-        )
+    runner = run_evaluation
+    extra: dict = {}
+    if args.cluster:
+        from mliap_tui.engine.cluster import parse_cluster, run_on_cluster
+
+        parse_cluster(args.cluster)  # a bad spec is a user error before anything starts
+        runner, extra = run_on_cluster, {"cluster": args.cluster}
+    from mliap_tui.engine.cluster import ClusterLost
+
+    try:
+        with RichProgress(console=console) as show:
+            summary = runner(
+                cache,
+                dataset,
+                model_ids,
+                **extra,
+                mode=args.mode,
+                device=args.device,
+                dtype=args.dtype,
+                limit=args.limit,
+                forces=args.forces,
+                stress=args.forces,
+                python_for=python_for,
+                on_event=show,
+                retry_failed=args.retry_failed,
+                checkpoints=checkpoints,
+                torch_threads=args.torch_threads,
+            )
+    except ClusterLost as exc:
+        from rich.markup import escape
+
+        from mliap_tui.cli import EXIT_FAILED, err_console
+
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
+        return EXIT_FAILED
     console.print(render.run_summary(summary))
     if summary.cancelled:  # Ctrl-C (or SIGTERM): the runner cancelled, the workers committed and exited
         from mliap_tui.cli import EXIT_INTERRUPTED, err_console
