@@ -150,8 +150,7 @@ class RichProgress:
             self.bar.update(task, status=f"{state} in {format_duration(ev.wall_s)}{other}")
         elif isinstance(ev, ClusterConnected):
             gpus = f", {ev.gpus} with a GPU" if ev.gpus else ""
-            self.console.print(f"[dim]Dask cluster {escape(ev.scheduler)}: {ev.workers} worker(s){gpus}; cache folder "
-                               "shared with every worker[/]")
+            self.console.print(f"[dim]Dask {escape(ev.scheduler)}: {ev.workers} worker(s){gpus}, cache shared[/]")
             if ev.dashboard:
                 self.console.print(f"Dask dashboard: {escape(ev.dashboard)}")
         elif isinstance(ev, ClusterWorker):

@@ -1,0 +1,234 @@
+"""Runs on a real Dask cluster on loopback (engine/cluster.py, ``mliap-tui run --cluster``).
+
+Real parts: ``dask scheduler`` and two ``dask worker`` processes started as separate processes on
+127.0.0.1, the shipped sample, CHGNet 0.3.0 evaluated inside the Dask tasks, the shared cache
+folder (here: one local folder every process sees). One worker is SIGKILLed while it holds a shard
+with rows committed; Dask runs its task again on the other worker, which takes the shard over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from support import REPO_DIR
+
+pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install 'mliap-tui[cluster]')")
+
+from mliap_tui.cache import Cache  # noqa: E402
+from mliap_tui.cache.claims import Lease  # noqa: E402
+from mliap_tui.data.importer import import_dataset  # noqa: E402
+
+MODEL = "chgnet-0.3.0"
+N = 120
+
+DRIVER = r"""
+import json, sys
+from mliap_tui.cache import Cache
+from mliap_tui.engine import protocol
+from mliap_tui.engine.cluster import ClusterLost, ClusterRun
+root, address, run_id = sys.argv[1], sys.argv[2], sys.argv[3]
+logs, workers = [], {}
+def on_event(ev):
+    if isinstance(ev, protocol.Log):
+        logs.append(ev.message)
+    elif isinstance(ev, protocol.ClusterWorker):
+        workers[ev.address] = ev.state
+run = ClusterRun(Cache(root), "sample", ["chgnet-0.3.0"], cluster=address, device="cpu", torch_threads=1,
+                 batch_atoms=24, chunk_rows=4, chunk_seconds=2, compact=False, run_id=run_id, on_event=on_event,
+                 job_overrides={"heartbeat_s": 1.0, "claim_poll_s": 0.5})
+try:
+    summary = run.run()
+except ClusterLost as exc:
+    print(json.dumps({"lost": str(exc), "logs": logs}))
+    raise SystemExit(1)
+m = summary.models[0]
+print(json.dumps({"ok": summary.ok, "todo": m.todo, "done": m.done, "committed": m.ok + m.failed, "failed": m.failed,
+                  "error": m.error, "logs": logs, "workers": workers}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO_DIR)] + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
+    e["OMP_NUM_THREADS"] = "1"
+    return e
+
+
+class LoopbackCluster:
+    """``dask scheduler`` + ``dask worker`` x n, each its own process (no nanny: a SIGKILL kills the worker)."""
+
+    def __init__(self, n_workers: int = 2):
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.scheduler = self._start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+                                     "--dashboard-address", "127.0.0.1:0")
+        self.workers = [self._start("distributed.cli.dask_worker", self.address, "--nthreads", "1", "--no-nanny",
+                                    "--host", "127.0.0.1", "--name", f"w{k}", "--no-dashboard", "--death-timeout", "60")
+                        for k in range(n_workers)]
+
+    @staticmethod
+    def _start(module: str, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO_DIR, env=env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_ready(self, n: int, timeout: float = 120) -> None:
+        from distributed import Client
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with Client(self.address, timeout=5, set_as_default=False) as c:
+                    c.wait_for_workers(n, timeout=max(1, deadline - time.monotonic()))
+                return
+            except (OSError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+
+    def stop(self) -> None:
+        for p in [*self.workers, self.scheduler]:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def sample_cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cluster-template")
+    import_dataset("sample", cache=Cache(root), limit=N, n_jobs=1)
+    return root
+
+
+def fresh(sample_cache: Path, tmp_path: Path) -> Cache:
+    cache = Cache(tmp_path / "cache")
+    cache.dataset_dir("sample").mkdir(parents=True)
+    for name in ("materials.parquet", "import_report.json"):
+        (cache.dataset_dir("sample") / name).write_bytes((sample_cache / "datasets" / "sample" / name).read_bytes())
+    return cache
+
+
+def raw_rows(cache: Cache) -> pl.DataFrame:
+    files = cache.prediction_files("sample")
+    return pl.read_parquet(files) if files else pl.DataFrame(schema={"material_id": pl.Utf8, "status": pl.Utf8})
+
+
+def lease_mid_shard(cache: Cache, pids: set[int]) -> Lease | None:
+    """A lease held by one of ``pids`` on a shard with some, not all, rows committed."""
+    rows = raw_rows(cache)
+    done = set(rows["material_id"]) if rows.height else set()
+    for path in cache.claims_dir("sample", MODEL, "static").glob("*.lease"):
+        try:
+            lease = Lease.from_json(path.read_text())
+        except (OSError, ValueError):
+            continue
+        first, last = lease.note.get("first", ""), lease.note.get("last", "")
+        committed = sum(1 for m in done if first <= m <= last)
+        if lease.owner.pid in pids and 0 < committed < lease.note.get("n", 0):
+            return lease
+    return None
+
+
+def test_a_killed_dask_worker_loses_nothing_and_duplicates_nothing(sample_cache, tmp_path):
+    cache = fresh(sample_cache, tmp_path)
+    cluster = LoopbackCluster(2)
+    try:
+        cluster.wait_ready(2)
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(cache.root), cluster.address, "run-c"],
+                                  cwd=REPO_DIR, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pids = {w.pid: w for w in cluster.workers}
+        deadline = time.monotonic() + 300
+        lease = None
+        while lease is None and driver.poll() is None and time.monotonic() < deadline:
+            lease = lease_mid_shard(cache, set(pids))
+            time.sleep(0.05)
+        assert lease is not None, "no worker held a shard with rows committed: " + (driver.stderr.read()[-2000:]
+                                                                                    if driver.poll() is not None else "")
+        os.kill(lease.owner.pid, signal.SIGKILL)  # a Dask worker process, mid-task
+        killed = pids[lease.owner.pid]
+        killed.wait(timeout=30)
+        out, err = driver.communicate(timeout=600)
+        assert driver.returncode == 0, err[-3000:]
+        result = json.loads(out.strip().splitlines()[-1])
+    finally:
+        cluster.stop()
+    assert result["ok"] and result["error"] is None, result
+    raw = raw_rows(cache)  # not compacted: every row any attempt committed is still a row on disk
+    assert raw.height == N, f"{raw.height} rows on disk"  # 120/120 ...
+    assert raw["material_id"].is_unique().all()  # ... 0 duplicates ...
+    assert (raw["status"] == "ok").sum() == N  # ... 0 failures
+    assert set(raw["material_id"]) == set(cache.scan_materials("sample").collect()["material_id"])
+    assert result["committed"] == N and result["failed"] == 0  # the run's own count agrees with the disk
+    assert any("took over" in m for m in result["logs"]), result["logs"]  # the retry took the dead worker's shard
+    assert "lost" in result["workers"].values(), result["workers"]  # and the progress showed the worker gone
+    assert not list(cache.claims_dir("sample", MODEL, "static").glob("*.lease"))
+
+
+def test_cli_run_on_a_cluster_then_nothing_left(sample_cache, tmp_path):
+    """``mliap-tui run --cluster ADDRESS``: the dashboard link, one line per worker, rows on disk;
+    the same command again finds everything cached."""
+    cache = fresh(sample_cache, tmp_path)
+    cluster = LoopbackCluster(1)
+    try:
+        cluster.wait_ready(1)
+        cmd = [sys.executable, "-m", "mliap_tui", "--cache", str(cache.root), "run", "--data", "sample", "--models",
+               MODEL, "--limit", "12", "--cluster", cluster.address, "--torch-threads", "1"]
+        first = subprocess.run(cmd, cwd=REPO_DIR, env=env(), capture_output=True, text=True, timeout=300)
+        second = subprocess.run(cmd, cwd=REPO_DIR, env=env(), capture_output=True, text=True, timeout=300)
+    finally:
+        cluster.stop()
+    text = first.stdout + first.stderr
+    assert first.returncode == 0, text[-3000:]
+    assert "Dask dashboard: http://127.0.0.1:" in text
+    assert "1 worker(s), cache shared" in text
+    assert "dask 127.0.0.1:" in text  # the worker's line
+    assert cache.scan_predictions("sample", [MODEL], "static").collect().height == 12
+    assert second.returncode == 0 and "all 12 materials already in the cache" in second.stdout + second.stderr
+
+
+def test_cluster_run_fails_clearly_when_the_workers_cannot_see_the_cache(sample_cache, tmp_path):
+    """A worker that sees another folder at the cache's path: stopped before any task, named."""
+    from mliap_tui.engine.cluster import ClusterError, ClusterRun, check_shared_cache
+
+    cache = fresh(sample_cache, tmp_path)
+    cluster = LoopbackCluster(1)
+    try:
+        cluster.wait_ready(1)
+        from distributed import Client
+
+        with Client(cluster.address, timeout=10, set_as_default=False) as client:
+            assert check_shared_cache(client, Path(cache.root)) == 1  # the real folder: shared
+            # make the path the worker is told about one only this process wrote: its token is
+            # gone before the worker reads it (as on a node that mounts another file system there)
+            import mliap_tui.engine.cluster as cl
+
+            original = cl.CHECK_DIR
+            try:
+                cl.CHECK_DIR = ".cluster-check-elsewhere"
+                client.run(lambda: setattr(__import__("mliap_tui.engine.cluster").engine.cluster, "CHECK_DIR",
+                                           ".cluster-check-not-here"))
+                with pytest.raises(ClusterError, match="is not shared with 1 of 1 Dask worker"):
+                    check_shared_cache(client, Path(cache.root))
+            finally:
+                cl.CHECK_DIR = original
+        cl.CONNECT_TIMEOUT_S = 3.0
+        try:
+            with pytest.raises(ClusterError, match="no Dask scheduler answers"):
+                ClusterRun(cache, "sample", [MODEL], cluster=f"tcp://127.0.0.1:{free_port()}").connect()
+        finally:
+            cl.CONNECT_TIMEOUT_S = 30.0
+    finally:
+        cluster.stop()
