@@ -72,6 +72,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from mliap_tui.engine.cluster import parse_cluster, run_on_cluster
 
         parse_cluster(args.cluster)  # a bad spec is a user error before anything starts
+        import logging
+
+        # Dask's own tracebacks for a lost connection would bury the one-line message we print
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
         runner, extra = run_on_cluster, {"cluster": args.cluster}
     from mliap_tui.engine.cluster import ClusterLost
 

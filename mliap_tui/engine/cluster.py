@@ -483,7 +483,7 @@ class ClusterRun(EvaluationRun):
         for thing in (client, cluster):
             if thing is not None:
                 try:
-                    thing.close()
+                    thing.close(timeout=10) if thing is client else thing.close()
                 except Exception:  # noqa: BLE001 - best effort (the scheduler may be gone)
                     pass
 
@@ -545,14 +545,14 @@ class ClusterRun(EvaluationRun):
                        message=f"{len(units)} tasks ({ms.todo} structures) on {n_workers} Dask worker(s)"))
         rate = RateWindow(30.0)
         results: dict[int, dict[str, Any]] = {}
-        lost_since: float | None = None
         cancel_sent: float | None = None
         last_emit = 0.0
         last_poll = 0.0
         while len(results) < len(futures):
             changed = self._drain(ms, tasks, timeout=0.2)
+            connected = self.client.status == "running"  # if not: raised below, not taken for failed tasks
             for idx, fut in enumerate(futures):
-                if idx in results or not fut.done():
+                if not connected or idx in results or not fut.done():
                     continue
                 try:
                     results[idx] = fut.result(timeout=5)
@@ -561,17 +561,14 @@ class ClusterRun(EvaluationRun):
                 changed = True
             now = time.monotonic()
             if self.client.status != "running":
-                lost_since = lost_since or now
-                if now - lost_since > SCHEDULER_GRACE_S:
-                    ms.wall_s = now - t0
-                    raise ClusterLost(f"the Dask scheduler {self.spec.describe()} went away during the run: committed "
-                                      "results are kept (running tasks commit and stop); start the cluster again and "
-                                      "run the same command to resume")
-            else:
-                lost_since = None
-                if now - last_poll > 2.0:
-                    last_poll = now
-                    self._poll_workers()
+                # the client has lost the scheduler: Dask has cancelled every future of this client
+                ms.wall_s = now - t0
+                raise ClusterLost(f"the Dask scheduler {self.spec.describe()} went away during the run: committed "
+                                  "results are kept (running tasks commit and stop); start the cluster again and "
+                                  "run the same command to resume")
+            if now - last_poll > 2.0:
+                last_poll = now
+                self._poll_workers()
             if self._cancel.is_set():
                 if cancel_sent is None:
                     cancel_sent = now

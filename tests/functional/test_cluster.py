@@ -36,6 +36,7 @@ from mliap_tui.cache import Cache
 from mliap_tui.engine import protocol
 from mliap_tui.engine.cluster import ClusterLost, ClusterRun
 root, address, run_id = sys.argv[1], sys.argv[2], sys.argv[3]
+limit = int(sys.argv[4]) if len(sys.argv) > 4 else None
 logs, workers = [], {}
 def on_event(ev):
     if isinstance(ev, protocol.Log):
@@ -43,7 +44,7 @@ def on_event(ev):
     elif isinstance(ev, protocol.ClusterWorker):
         workers[ev.address] = ev.state
 run = ClusterRun(Cache(root), "sample", ["chgnet-0.3.0"], cluster=address, device="cpu", torch_threads=1,
-                 batch_atoms=24, chunk_rows=4, chunk_seconds=2, compact=False, run_id=run_id, on_event=on_event,
+                 batch_atoms=24, chunk_rows=4, chunk_seconds=2, compact=False, run_id=run_id, on_event=on_event, limit=limit,
                  job_overrides={"heartbeat_s": 1.0, "claim_poll_s": 0.5})
 try:
     summary = run.run()
@@ -177,6 +178,51 @@ def test_a_killed_dask_worker_loses_nothing_and_duplicates_nothing(sample_cache,
     assert not list(cache.claims_dir("sample", MODEL, "static").glob("*.lease"))
 
 
+def test_scheduler_gone_stops_the_run_clearly_and_a_later_run_resumes(sample_cache, tmp_path):
+    cache = fresh(sample_cache, tmp_path)
+    n = 48
+    cluster = LoopbackCluster(1)
+    try:
+        cluster.wait_ready(1)
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(cache.root), cluster.address, "run-1", str(n)],
+                                  cwd=REPO_DIR, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while raw_rows(cache).height == 0 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert driver.poll() is None, "the run ended before the scheduler could be stopped"
+        cluster.scheduler.kill()  # the scheduler goes away mid-run
+        t0 = time.monotonic()
+        out, err = driver.communicate(timeout=120)
+        stopped_after_s = time.monotonic() - t0
+        assert driver.returncode == 1, err[-3000:]
+        lost = json.loads(out.strip().splitlines()[-1])["lost"]
+        assert "scheduler" in lost and "went away" in lost and "run the same command to resume" in lost
+        assert stopped_after_s < 60
+        # the orphaned task notices too: it commits what it has, gives its leases back, stops
+        claims = cache.claims_dir("sample", MODEL, "static")
+        deadline = time.monotonic() + 60
+        while list(claims.glob("*.lease")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not list(claims.glob("*.lease"))
+    finally:
+        cluster.stop()
+    before = raw_rows(cache).height
+    assert 0 < before < n
+    again = LoopbackCluster(1)
+    try:
+        again.wait_ready(1)
+        driver = subprocess.run([sys.executable, "-c", DRIVER, str(cache.root), again.address, "run-2", str(n)],
+                                cwd=REPO_DIR, env=env(), capture_output=True, text=True, timeout=300)
+    finally:
+        again.stop()
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    result = json.loads(driver.stdout.strip().splitlines()[-1])
+    assert result["ok"] and result["todo"] == n - before  # only what was missing
+    raw = raw_rows(cache)
+    assert raw.height == n and raw["material_id"].is_unique().all()
+
+
+@pytest.mark.slow  # ~30 s: two CLI runs on a one-worker cluster
 def test_cli_run_on_a_cluster_then_nothing_left(sample_cache, tmp_path):
     """``mliap-tui run --cluster ADDRESS``: the dashboard link, one line per worker, rows on disk;
     the same command again finds everything cached."""

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 from support import REPO_DIR
 
-from mliap_tui.engine.cluster import ClusterError, ClusterSpec, parse_cluster, plan_tasks
+from mliap_tui.engine.cluster import (
+    ClusterError,
+    ClusterSpec,
+    parse_cluster,
+    plan_tasks,
+)
 
 
 @pytest.mark.parametrize("text, spec", [
