@@ -155,9 +155,14 @@ def open_cluster(spec: ClusterSpec, *, gpus: bool = False, torch_threads: int | 
         found = visible_gpus() if gpus else []
         n = spec.n or (len(found) if found else usable_cores())
         kwargs: dict[str, Any] = {"resources": {GPU_RESOURCE: 1}} if found else {}
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=":0", host="127.0.0.1", silence_logs=logging.ERROR,
-                                           **kwargs)
+        import dask
+
+        # the statistical profiler samples every thread's stack each 10 ms: a GIL cost a model's
+        # Python-side graph building pays (set the same in a remote cluster's config)
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                               dashboard_address=":0", host="127.0.0.1", silence_logs=logging.ERROR,
+                                               **kwargs)
     else:
         cluster = jobqueue_cluster(spec.kind)
         cluster.scale(jobs=spec.n or 1)
