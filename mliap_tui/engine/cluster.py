@@ -241,12 +241,16 @@ def check_shared_cache(client: Any, cache_root: Path) -> int:
 
 _PREDICTORS: dict[tuple[str, str, str, str | None], Any] = {}
 _PREDICTORS_LOCK = threading.Lock()
+#: one task at a time per loaded model in a worker process (a worker started with --nthreads > 1
+#: would otherwise run two tasks through one model object, and torch's thread count is global)
+_IN_USE: dict[tuple[str, str, str, str | None], threading.Lock] = {}
 
 
 def cached_predictor(job: WorkerJob) -> tuple[Any, float]:
     """(predictor, load seconds): this worker process's loaded model for the job, loaded once."""
     key = (job.model, job.device, job.dtype, job.checkpoint)
     with _PREDICTORS_LOCK:
+        _IN_USE.setdefault(key, threading.Lock())
         if key in _PREDICTORS:
             return _PREDICTORS[key], 0.0
         from mliap_tui.models.registry import load_predictor
@@ -319,7 +323,8 @@ def evaluate_task(job_json: str, topic: str, cancel_name: str, task_label: str, 
 
         try:
             predictor, load_s = cached_predictor(job)
-            finished = run_job(job, emit, stop, predictor=predictor)
+            with _IN_USE[(job.model, job.device, job.dtype, job.checkpoint)]:
+                finished = run_job(job, emit, stop, predictor=predictor)
         except ModelUnavailable as exc:
             return {"error": {"kind": "model_unavailable", "message": str(exc)}}
         except Exception as exc:  # noqa: BLE001 - reported, the other tasks go on
@@ -554,7 +559,11 @@ class ClusterRun(EvaluationRun):
         last_emit = 0.0
         last_poll = 0.0
         while len(results) < len(futures):
-            changed = self._drain(ms, tasks, timeout=0.2)
+            try:
+                changed = self._drain(ms, tasks, timeout=0.2)
+            except KeyboardInterrupt:  # Ctrl-C: the tasks commit what they have and stop
+                self.cancel()
+                continue
             connected = self.client.status == "running"  # if not: raised below, not taken for failed tasks
             for idx, fut in enumerate(futures):
                 if not connected or idx in results or not fut.done():
