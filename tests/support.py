@@ -111,3 +111,15 @@ def sample_atoms(n: int, max_sites: int = 12, skip: int = 0) -> list:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     return [AseAtomsAdaptor.get_atoms(s) for _, s in sample_structures(n, max_sites, skip)]
+
+
+def copy_dataset(template_root: Path, root: Path, dataset: str = "sample"):
+    """A fresh cache at ``root`` holding ``dataset`` copied from the cache at ``template_root``
+    (materials and import report only: no predictions, no claims)."""
+    from mliap_tui.cache import Cache
+
+    cache = Cache(root)
+    cache.dataset_dir(dataset).mkdir(parents=True)
+    for name in ("materials.parquet", "import_report.json"):
+        (cache.dataset_dir(dataset) / name).write_bytes((Path(template_root) / "datasets" / dataset / name).read_bytes())
+    return cache

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from support import REPO_DIR
+from support import REPO_DIR, copy_dataset
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install 'mliap-tui[cluster]')")
 
@@ -115,11 +115,7 @@ def sample_cache(tmp_path_factory) -> Path:
 
 
 def fresh(sample_cache: Path, tmp_path: Path) -> Cache:
-    cache = Cache(tmp_path / "cache")
-    cache.dataset_dir("sample").mkdir(parents=True)
-    for name in ("materials.parquet", "import_report.json"):
-        (cache.dataset_dir("sample") / name).write_bytes((sample_cache / "datasets" / "sample" / name).read_bytes())
-    return cache
+    return copy_dataset(sample_cache, tmp_path / "cache")
 
 
 def raw_rows(cache: Cache) -> pl.DataFrame:
