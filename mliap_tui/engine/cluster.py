@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mliap_tui.core.host import usable_cores
+from mliap_tui.core.vocab import Status
 from mliap_tui.engine.progress import RateWindow, eta_seconds
 from mliap_tui.engine.protocol import (
     ChunkCommitted,
@@ -613,6 +614,7 @@ class ClusterRun(EvaluationRun):
                         ms.error = (f"task {idx + 1} stopped before its end ({fin.done}/{fin.total}: lost contact with "
                                     "the scheduler?); run again to resume")
         ms.done = sum(t.done for t in tasks.values())
+        self._count_committed(ms)
         ms.cancelled = self._cancel.is_set() and ms.done + ms.elsewhere < ms.todo
         ms.wall_s = time.monotonic() - t0
         ms.eval_s = ms.wall_s
@@ -624,6 +626,27 @@ class ClusterRun(EvaluationRun):
                                   failed=ms.failed, wall_s=ms.wall_s, eval_s=ms.eval_s,
                                   structures_per_s=ms.structures_per_s, cancelled=ms.cancelled, device=label,
                                   skipped=ms.elsewhere))
+
+    def _count_committed(self, ms: ModelRunSummary) -> None:
+        """ok/failed = this run's rows on disk. The chunk events say the same, except for a worker
+        killed between committing a chunk and sending its event (that event never comes)."""
+        import polars as pl
+
+        from mliap_tui.cache.store import collect_fresh
+
+        def build() -> pl.LazyFrame:
+            return (self.cache.scan_predictions(self.dataset, [ms.model], self.mode)
+                    .filter(pl.col("run_id") == self.run_id).select("status"))
+
+        try:
+            statuses = collect_fresh(build)["status"]
+        except (OSError, ValueError) as exc:  # keep the events' counts
+            self._emit(Log(model=ms.model, mode=self.mode, level="warning",
+                           message=f"could not count the committed rows: {exc}"))
+            return
+        ok = int((statuses == Status.OK.value).sum())
+        ms.ok, ms.failed = ok, len(statuses) - ok
+        ms.done = max(ms.done, ms.ok + ms.failed)
 
     # -- events from the tasks ----------------------------------------------------------------
     def _drain(self, ms: ModelRunSummary, tasks: dict[str, _TaskState], timeout: float) -> bool:
