@@ -35,6 +35,8 @@ Needs ``dask[distributed]`` (and ``dask-jobqueue`` for HPC schedulers): ``pip in
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import queue
@@ -257,7 +259,10 @@ def cached_predictor(job: WorkerJob) -> tuple[Any, float]:
         from mliap_tui.models.registry import load_predictor
 
         t = time.monotonic()
-        predictor = load_predictor(job.model, device=job.device, dtype=job.dtype, checkpoint=job.checkpoint)
+        # a model's banner (CHGNet prints one) must not land in a LocalCluster client's terminal,
+        # which the worker processes share: it would tear the progress display
+        with contextlib.redirect_stdout(io.StringIO()):
+            predictor = load_predictor(job.model, device=job.device, dtype=job.dtype, checkpoint=job.checkpoint)
         _PREDICTORS[key] = predictor
         return predictor, time.monotonic() - t
 
@@ -308,7 +313,11 @@ def evaluate_task(job_json: str, topic: str, cancel_name: str, task_label: str, 
     if gpu:
         job.device, job.device_label = worker_device(worker.name)
 
+    loaded_s = [0.0]  # this task's model loading (0 when the worker had it loaded already)
+
     def emit(ev: Event) -> None:
+        if isinstance(ev, WorkerStarted):
+            ev.load_s = loaded_s[0]
         try:
             worker.log_event(topic, {"worker": worker.address, "host": host, "task": task_label, "event": ev.to_json()})
         except Exception:  # noqa: BLE001 - the scheduler is gone; the rows are on disk regardless
@@ -324,6 +333,7 @@ def evaluate_task(job_json: str, topic: str, cancel_name: str, task_label: str, 
 
         try:
             predictor, load_s = cached_predictor(job)
+            loaded_s[0] = load_s
             with _IN_USE[(job.model, job.device, job.dtype, job.checkpoint)]:
                 finished = run_job(job, emit, stop, predictor=predictor)
         except ModelUnavailable as exc:
@@ -438,6 +448,7 @@ class ClusterRun(EvaluationRun):
         self._topic = f"mliap-{self.run_id}"
         self._inbox: queue.Queue = queue.Queue()
         self.workers: dict[str, _WorkerState] = {}
+        self._started_models: dict[str, list[_TaskState]] = {}
 
     # -- connection ---------------------------------------------------------------------------
     def connect(self) -> None:
@@ -518,8 +529,7 @@ class ClusterRun(EvaluationRun):
             self.close()
 
     def _devices(self) -> tuple[str, list[str | None]]:
-        kind = "gpu" if self.gpu else "cpu"
-        return f"dask:{self.n_workers} {kind} workers", [None]
+        return f"dask:{self.n_workers} {'gpu' if self.gpu else 'cpu'}", [None]  # short: the progress shows it
 
     def _torch_threads_for_tasks(self) -> int | None:
         if self.torch_threads is not None or self.gpu:
@@ -675,6 +685,12 @@ class ClusterRun(EvaluationRun):
             task.worker, task.base, task.progress = w.address, task.committed, None
             w.device, w.task, w.state = ev.device, task.label, "running"
             self._emit_worker(w)
+            if not any(t.worker for t in self._started_models.get(ms.model, [])):
+                self._started_models[ms.model] = [task]
+                # the model's first task: the progress shows it running, like a local worker's start
+                self._emit(WorkerStarted(model=ms.model, mode=self.mode, worker=-1, run_id=self.run_id,
+                                         device=ms.device, dtype=ev.dtype, total=ms.todo, load_s=ev.load_s,
+                                         batch_atoms=ev.batch_atoms, torch_threads=ev.torch_threads))
             return
         if isinstance(ev, Progress):
             task.progress = ev
