@@ -327,7 +327,7 @@ def evaluate_task(job_json: str, topic: str, cancel_name: str, task_label: str, 
     watcher = threading.Thread(target=_watch_cancel, args=(get_client(), cancel_name, stop, done), daemon=True, name="mliap-cancel")
     watcher.start()
     try:
-        if python and os.path.realpath(python) != os.path.realpath(sys.executable):
+        if python and os.path.abspath(python) != os.path.abspath(sys.executable):  # venvs share a realpath
             return _run_subprocess(job, python, emit, stop)
         from mliap_tui.models.base import ModelUnavailable
 

@@ -218,7 +218,6 @@ def test_scheduler_gone_stops_the_run_clearly_and_a_later_run_resumes(sample_cac
     assert raw.height == n and raw["material_id"].is_unique().all()
 
 
-@pytest.mark.slow  # ~30 s: two CLI runs on a one-worker cluster
 def test_cli_run_on_a_cluster_then_nothing_left(sample_cache, tmp_path):
     """``mliap-tui run --cluster ADDRESS``: the dashboard link, one line per worker, rows on disk;
     the same command again finds everything cached."""
@@ -274,3 +273,19 @@ def test_cluster_run_fails_clearly_when_the_workers_cannot_see_the_cache(sample_
             cl.CONNECT_TIMEOUT_S = 30.0
     finally:
         cluster.stop()
+
+
+def test_a_family_with_its_own_interpreter_runs_its_worker_subprocess_inside_the_task(sample_cache, tmp_path):
+    """``--python-for`` on a cluster: the Dask task starts the worker subprocess with that interpreter
+    (here a wrapper around this venv's python that leaves a mark), on a LocalCluster (``local:1``)."""
+    cache = fresh(sample_cache, tmp_path)
+    mark = tmp_path / "other-python-was-used"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\ntouch "{mark}"\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    cmd = [sys.executable, "-m", "mliap_tui", "--cache", str(cache.root), "run", "--data", "sample", "--models", MODEL,
+           "--limit", "6", "--cluster", "local:1", "--torch-threads", "1", "--python-for", f"chgnet={wrapper}"]
+    done = subprocess.run(cmd, cwd=REPO_DIR, env=env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert mark.exists()
+    assert cache.scan_predictions("sample", [MODEL], "static").collect().height == 6
