@@ -155,6 +155,7 @@ def open_cluster(spec: ClusterSpec, *, gpus: bool = False, torch_threads: int | 
                                "start one with `dask scheduler` (and workers with `dask worker ADDRESS`)") from None
         return client, None
     if spec.kind == "local":
+        _start_resource_tracker()
         found = visible_gpus() if gpus else []
         n = spec.n or (len(found) if found else usable_cores())
         kwargs: dict[str, Any] = {"resources": {GPU_RESOURCE: 1}} if found else {}
@@ -171,6 +172,21 @@ def open_cluster(spec: ClusterSpec, *, gpus: bool = False, torch_threads: int | 
         cluster.scale(jobs=spec.n or 1)
     client = distributed.Client(cluster, set_as_default=False)
     return client, cluster
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with the real stderr. It passes ``sys.stderr``'s
+    descriptor to its process; inside the app, Textual's stand-in stderr has none (-1), and the
+    LocalCluster's worker processes then fail to start ("bad value(s) in fds_to_keep")."""
+    from multiprocessing import resource_tracker
+
+    saved = sys.stderr
+    try:
+        if sys.__stderr__ is not None:
+            sys.stderr = sys.__stderr__
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = saved
 
 
 def workers_info(client: Any) -> dict[str, dict[str, Any]]:

@@ -289,3 +289,41 @@ def test_a_family_with_its_own_interpreter_runs_its_worker_subprocess_inside_the
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert mark.exists()
     assert cache.scan_predictions("sample", [MODEL], "static").collect().height == 6
+
+
+async def test_the_app_run_screen_runs_on_a_cluster_with_a_line_per_dask_worker(sample_cache, tmp_path):
+    """``mliap-tui --cluster SPEC``: the Run screen's run goes through ClusterRun (here a real
+    LocalCluster of one worker) and shows the Dask worker under the model panes."""
+    import time as _time
+
+    from textual.widgets import Static
+
+    from mliap_tui.tui.app import MliapTuiApp
+    from mliap_tui.tui.run_screen import RunScreen
+
+    cache = fresh(sample_cache, tmp_path)
+    app = MliapTuiApp(cache, run_options={"cluster": "local:1", "torch_threads": 1}, device_poll_s=None)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        await pilot.pause()
+        screen = pilot.app.screen
+        assert isinstance(screen, RunScreen)
+        screen.set_models([MODEL])
+        screen.query_one("#run-limit").value = "4"
+        await pilot.pause(0.5)
+        await pilot.press("s")
+        t0 = _time.monotonic()
+        lines: set[str] = set()
+        while screen.running or _time.monotonic() - t0 < 1:
+            assert _time.monotonic() - t0 < 240, "the cluster run did not finish in 240 s"
+            workers = screen.query_one("#run-workers", Static)
+            if workers.display:
+                lines.add(str(workers.render()))
+            await pilot.pause(0.2)
+        summary = screen.last_summary
+        assert summary is not None and summary.ok, str(screen.query_one("#run-status", Static).render())
+        assert summary.device == "dask:1 cpu"
+        assert any("running" in line and f"{MODEL} task" in line for line in lines), lines
+        assert any(line.startswith("dask 127.0.0.1:") and "4 done" in line for line in lines), lines
+    assert cache.scan_predictions("sample", [MODEL], "static").collect().height == 4
