@@ -167,3 +167,15 @@ def workers_of(cache_root: Path) -> list[int]:
             if b"mliap_tui.engine.worker" in cmdline and mark in environ.split(b"\0"):
                 out.append(int(pid))
     return out
+
+
+def copy_dataset(template_root: Path, root: Path, dataset: str = "sample"):
+    """A fresh cache at ``root`` holding ``dataset`` copied from the cache at ``template_root``
+    (materials and import report only: no predictions, no claims)."""
+    from mliap_tui.cache import Cache
+
+    cache = Cache(root)
+    cache.dataset_dir(dataset).mkdir(parents=True)
+    for name in ("materials.parquet", "import_report.json"):
+        (cache.dataset_dir(dataset) / name).write_bytes((Path(template_root) / "datasets" / dataset / name).read_bytes())
+    return cache

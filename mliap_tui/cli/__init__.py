@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mliap-tui {__version__}")
     options.add_cache(parser, top=True)
+    parser.add_argument("--cluster", dest="app_cluster", metavar="SPEC",
+                        help="the app's Run screen runs on a Dask cluster (as `run --cluster SPEC`)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"mliap_tui.cli.{name}").register(sub)

@@ -16,4 +16,9 @@ def cmd_app(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     from mliap_tui.tui.app import run_app
 
-    return run_app(cache_of(args))
+    cluster = getattr(args, "app_cluster", None)
+    if cluster:
+        from mliap_tui.engine.cluster import parse_cluster
+
+        parse_cluster(cluster)  # a bad spec: one line, exit 2, before the app opens
+    return run_app(cache_of(args), run_options={"cluster": cluster} if cluster else None)

@@ -20,11 +20,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, TaskID, TextColumn
 from rich.progress import Progress as RichBar
+from rich.text import Text
 
 from mliap_tui.core.units import format_bytes, format_duration
 from mliap_tui.engine.progress import memory_label
 from mliap_tui.engine.protocol import (
     ChunkCommitted,
+    ClusterConnected,
+    ClusterWorker,
     Event,
     Log,
     ModelSkipped,
@@ -41,6 +44,28 @@ def _rate(value: float | None, unit: str, digits: int = 1) -> str:
     return f"{value:.{digits}f} {unit}" if value else f"- {unit}"
 
 
+class _BarsAndWorkers(RichBar):
+    """The model bars, then one line per Dask worker of a cluster run (none on a local run)."""
+
+    def __init__(self, *columns: Any, **kwargs: Any):
+        self.worker_lines: dict[str, str] = {}  # before Progress.__init__, which may render
+        super().__init__(*columns, **kwargs)
+
+    def get_renderables(self) -> Any:
+        yield self.make_tasks_table(self.tasks)
+        if self.worker_lines:
+            yield Text.from_markup("\n".join(self.worker_lines[k] for k in sorted(self.worker_lines)))
+
+
+def worker_line(ev: ClusterWorker) -> str:
+    """One Dask worker, one line (fits 80 columns): host:port, device, state and task, rate, done."""
+    where = ev.address.split("://")[-1]
+    state = {"running": "[green]running[/]", "lost": "[red]lost[/]"}.get(ev.state, "[dim]idle[/]")
+    task = f" {escape(ev.task)}" if ev.task else ""
+    rate = f"  {ev.structures_per_s:.1f} struct/s" if ev.structures_per_s else ""
+    return f"  [dim]dask[/] {escape(where)} {escape(ev.device or '-')} {state}{task}{rate}  {ev.done} done"
+
+
 class RichProgress:
     """A callable event sink that draws and updates one progress bar per model."""
 
@@ -50,7 +75,7 @@ class RichProgress:
         # two lines per model so the whole display fits an 80-column SSH terminal:
         #   chgnet-0.3.0        ━━━━━━━━━━━━━━━━━━━━  120/400  ETA 0:18  running
         #   cpu RSS 1.1 GB                            17.1 struct/s  231 atoms/s  failed 0
-        self.bar = RichBar(
+        self.bar = _BarsAndWorkers(
             TextColumn("[bold]{task.fields[model]}[/]\n[dim]{task.fields[where]}[/]"),
             BarColumn(bar_width=20),
             TextColumn(
@@ -131,6 +156,13 @@ class RichProgress:
             self.other[ev.model] = other
             self.bar.update(task, status=f"{state}{other}",
                             rates=f"{_rate(ev.structures_per_s, 'struct/s')}  {_rate(ev.atoms_per_s, 'atoms/s', 0)}")
+        elif isinstance(ev, ClusterConnected):
+            gpus = f", {ev.gpus} with a GPU" if ev.gpus else ""
+            self.console.print(f"[dim]Dask {escape(ev.scheduler)}: {ev.workers} worker(s){gpus}, cache shared[/]")
+            if ev.dashboard:
+                self.console.print(f"Dask dashboard: {escape(ev.dashboard)}")
+        elif isinstance(ev, ClusterWorker):
+            self.bar.worker_lines[ev.address] = worker_line(ev)
         elif isinstance(ev, RunFinished):
             for m in ev.summary.get("models", []):  # the model's wall time, as in the summary table
                 if m["model"] in self.tasks and not m.get("error") and m.get("done"):

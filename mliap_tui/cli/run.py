@@ -22,6 +22,9 @@ RUN_EPILOG = options.examples(
     "mliap-tui run --models chgnet-0.3.0 --checkpoint chgnet-0.3.0=my-finetune.pth.tar",
     "mliap-tui run --data cualni --model ase:ase.calculators.emt:EMT",
     "mliap-tui run --model 'chg=ase[mp2020]:chgnet.model.dynamics:CHGNetCalculator'",
+    "mliap-tui run --data mp --models chgnet-0.3.0 --cluster local:4",
+    "mliap-tui run --data mp --models sevennet-0 --cluster tcp://head:8786 --cache /shared/mliap-cache",
+    "mliap-tui run --data mp --models sevennet-0 --cluster slurm:8 --device cuda   (jobqueue.yaml: README)",
 ) + (
     "\n\nmodels: registry ids (mliap-tui models), installed plug-ins (entry point group\n"
     "mliap_tui.models), or an ASE calculator factory\n"
@@ -66,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "check; their rows record trust_override")
     run.add_argument("--python-for", action="append", default=[], metavar="FAMILY=PYTHON",
                      help="run a model family's worker with another interpreter (its own venv), e.g. orb=/opt/orb/bin/python")
+    run.add_argument("--cluster", metavar="ADDRESS|local[:N]|slurm|pbs|lsf",
+                     help="run the work units as Dask tasks: on a running scheduler (tcp://host:8786), a LocalCluster "
+                     "of N workers here, or a dask-jobqueue cluster from its config (slurm:JOBS); the cache folder "
+                     "must be shared with every worker (needs pip install 'mliap-tui[cluster]')")
     run.add_argument("--batch-atoms", type=options.positive_int, default=None, metavar="N",
                      help="atoms per model call; in relax mode, atoms in flight (default: the model's GPU budget, "
                           "1/16 of it on CPU; halved automatically after an out-of-memory error)")
@@ -103,28 +110,51 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(render.import_report(report))
         if not report.n_loaded:
             return 1
-    with RichProgress(console=console) as show:
-        summary = run_evaluation(
-            cache,
-            dataset,
-            model_ids,
-            mode=args.mode,
-            device=args.device,
-            dtype=args.dtype,
-            limit=args.limit,
-            forces=args.forces,
-            stress=args.forces,
-            python_for=python_for,
-            on_event=show,
-            retry_failed=args.retry_failed,
-            checkpoints=checkpoints,
-            trust_models=trust,
-            batch_atoms=args.batch_atoms,
-            torch_threads=args.torch_threads,
-            relax_engine=args.relax_engine,
-            relax_fmax=args.fmax,
-            relax_max_steps=args.max_steps,
-        )
+    runner = run_evaluation
+    extra: dict = {}
+    if args.cluster:
+        from mliap_tui.engine.cluster import parse_cluster, run_on_cluster
+
+        parse_cluster(args.cluster)  # a bad spec is a user error before anything starts
+        import logging
+
+        # Dask's own tracebacks for a lost connection would bury the one-line message we print
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
+        runner, extra = run_on_cluster, {"cluster": args.cluster}
+    from mliap_tui.engine.cluster import ClusterLost
+
+    try:
+        with RichProgress(console=console) as show:
+            summary = runner(
+                cache,
+                dataset,
+                model_ids,
+                **extra,
+                mode=args.mode,
+                device=args.device,
+                dtype=args.dtype,
+                limit=args.limit,
+                forces=args.forces,
+                stress=args.forces,
+                python_for=python_for,
+                on_event=show,
+                retry_failed=args.retry_failed,
+                checkpoints=checkpoints,
+                trust_models=trust,
+                batch_atoms=args.batch_atoms,
+                torch_threads=args.torch_threads,
+                relax_engine=args.relax_engine,
+                relax_fmax=args.fmax,
+                relax_max_steps=args.max_steps,
+            )
+    except ClusterLost as exc:
+        from rich.markup import escape
+
+        from mliap_tui.cli import EXIT_FAILED, err_console
+
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
+        return EXIT_FAILED
     console.print(render.run_summary(summary))
     if summary.cancelled:  # Ctrl-C (or SIGTERM): the runner cancelled, the workers committed and exited
         from mliap_tui.cli import EXIT_INTERRUPTED, err_console

@@ -349,6 +349,35 @@ class RunFinished(Event):
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+@_register
+@dataclass
+class ClusterConnected(Event):
+    """Runner (``--cluster``): connected to a Dask scheduler whose workers see the cache folder."""
+
+    event: ClassVar[str] = "cluster_connected"
+    scheduler: str = ""  # the scheduler's address, e.g. tcp://head:8786
+    kind: str = ""  # address | local | slurm | pbs | lsf
+    dashboard: str = ""  # the Dask dashboard link ("" when the scheduler serves none)
+    workers: int = 0
+    gpus: int = 0  # workers advertising the GPU resource
+    tasks: int = 0  # work units (model, shard) of the run so far
+
+
+@_register
+@dataclass
+class ClusterWorker(Event):
+    """Runner (``--cluster``): what one Dask worker is doing (one line per worker in the progress)."""
+
+    event: ClassVar[str] = "cluster_worker"
+    address: str = ""  # the Dask worker's address
+    host: str = ""
+    device: str = ""
+    task: str = ""  # e.g. "chgnet-0.3.0 task 3/8", "" when idle
+    state: str = ""  # running | idle | lost
+    done: int = 0  # structures this worker evaluated in this run
+    structures_per_s: float | None = None
+
+
 def event_from_json(line: str | bytes) -> Event | None:
     """Parse one line of a worker's stdout; None for anything that is not a known event."""
     if isinstance(line, bytes):

@@ -506,9 +506,7 @@ class EvaluationRun:
     def run(self) -> RunSummary:
         t0 = time.monotonic()
         self.started_unix_s = time.time()
-        label, slots = plan_devices(self.device, self.gpus)
-        if slots == [None]:
-            slots = [None] * self.cpu_workers
+        label, slots = self._devices()
         scope = self.scope()
         ids = scope["material_id"].to_list()
         sizes = dict(zip(ids, scope["n_sites"].fill_null(1).to_list()))
@@ -548,6 +546,11 @@ class EvaluationRun:
         summary.wall_s = time.monotonic() - t0
         self._emit(RunFinished(run_id=self.run_id, mode=self.mode, cancelled=summary.cancelled, summary=summary.to_dict()))
         return summary
+
+    def _devices(self) -> tuple[str, list[str | None]]:
+        """(label, slots): the device label of the run and one slot per worker of a model."""
+        label, slots = plan_devices(self.device, self.gpus)
+        return label, ([None] * self.cpu_workers if slots == [None] else slots)
 
     def _job(self, model: str, ids: list[str], worker: int, gpu: str | None) -> WorkerJob:
         job = WorkerJob(

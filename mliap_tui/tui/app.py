@@ -111,10 +111,12 @@ def datasets_with_dft_forces(cache: Cache) -> list[str]:
     return out
 
 
-def run_app(cache: Cache, dataset: str | None = None, keymap_file: str | Path | None = None) -> int:
-    """Open the explorer on ``cache``; returns the exit code."""
+def run_app(cache: Cache, dataset: str | None = None, keymap_file: str | Path | None = None,
+            run_options: dict[str, Any] | None = None) -> int:
+    """Open the explorer on ``cache``; returns the exit code. ``run_options``: extra options of the
+    Run screen's runs (e.g. ``{"cluster": "local:2"}``)."""
     keymap, warnings = load_keymap(Path(keymap_file) if keymap_file else None)
-    app = MliapTuiApp(cache, dataset, keymap, warnings)
+    app = MliapTuiApp(cache, dataset, keymap, warnings, run_options=run_options)
     try:
         app.run()
     except KeyboardInterrupt:  # SIGINT from outside the terminal (the app reads Ctrl-C as a key)

@@ -43,6 +43,8 @@ from mliap_tui.core.units import format_bytes, format_duration
 from mliap_tui.core.vocab import RelaxEngine
 from mliap_tui.engine.protocol import (
     ChunkCommitted,
+    ClusterConnected,
+    ClusterWorker,
     Log,
     ModelSkipped,
     Progress,
@@ -78,6 +80,19 @@ def _memory(nbytes: int | None, kind: str) -> str:
         return ""
     label = {"cuda_max_allocated": "peak CUDA", "cpu_peak_rss": "peak RSS"}.get(kind, "peak mem")
     return f"{label} {format_bytes(nbytes)}"
+
+
+def cluster_worker_line(ev: ClusterWorker) -> Text:
+    """One Dask worker of a cluster run: address, device, state and task, rate, structures done."""
+    line = Text("dask ", style="dim")
+    line.append(f"{ev.address.split('://')[-1]} {ev.device or '-'} ")
+    line.append(ev.state or "idle", style={"running": "green", "lost": "red"}.get(ev.state, "dim"))
+    if ev.task:
+        line.append(f" {ev.task}")
+    if ev.structures_per_s:
+        line.append(f"  {ev.structures_per_s:.1f} struct/s")
+    line.append(f"  {ev.done} done", style="dim")
+    return line
 
 
 def model_choices() -> list[tuple[str, bool, str]]:
@@ -341,6 +356,7 @@ class RunScreen(Screen):
         self.cache = cache
         self.initial_dataset = dataset
         self.run_options = dict(run_options or {})
+        self.worker_lines: dict[str, Text] = {}  # a cluster run's Dask workers, by address
         self.device_poll_s = device_poll_s
         self.run: Any = None  # the EvaluationRun in flight
         self.running = False
@@ -390,6 +406,7 @@ class RunScreen(Screen):
             with VerticalScroll(id="run-progress"):
                 yield Static("", id="run-status")
                 yield Vertical(id="run-panes")
+                yield Static("", id="run-workers")  # a cluster run: one line per Dask worker
         yield DevicePane(self.device_poll_s, id="device-pane")
         yield Footer(compact=True, show_command_palette=False)
 
@@ -546,14 +563,23 @@ class RunScreen(Screen):
         from mliap_tui.engine.runner import EvaluationRun
 
         token = self._run_token = next(self._tokens)
+        options = dict(self.run_options)
+        cluster = options.pop("cluster", None)
+        factory: Any = EvaluationRun
+        if cluster:  # `mliap-tui --cluster SPEC`: the work units run as Dask tasks
+            from functools import partial
+
+            from mliap_tui.engine.cluster import ClusterRun
+
+            factory = partial(ClusterRun, cluster=cluster)
 
         def on_event(ev) -> None:  # runs in the run's thread
             self.post_message(EngineEvent(token, ev))
 
         try:
-            options = {"relax_engine": relax_engine, **self.run_options}
-            run = EvaluationRun(self.cache, dataset, models, mode=mode, device=device, limit=limit,
-                                forces=forces, stress=forces, on_event=on_event, **options)
+            options = {"relax_engine": relax_engine, **options}
+            run = factory(self.cache, dataset, models, mode=mode, device=device, limit=limit,
+                          forces=forces, stress=forces, on_event=on_event, **options)
         except (KeyError, ValueError) as exc:
             self.notify(str(exc), severity="error")
             return
@@ -564,6 +590,10 @@ class RunScreen(Screen):
         panes = self.query_one("#run-panes", Vertical)
         panes.remove_children()
         self.panes = {}
+        self.worker_lines: dict[str, Text] = {}
+        workers = self.query_one("#run-workers", Static)
+        workers.update("")
+        workers.display = False
         label = f"{mode}, {relax_engine} engine" if mode == "relax" else mode
         self._status(f"planning run on {dataset} ({label}, device {device})…")
         self.query_one(ContentSwitcher).current = "run-progress"
@@ -609,6 +639,16 @@ class RunScreen(Screen):
             first = next(iter(self.panes.values()), None)
             if first is not None:
                 self.call_after_refresh(first.focus)
+            return
+        if isinstance(ev, ClusterConnected):
+            link = f" · dashboard {ev.dashboard}" if ev.dashboard else ""
+            self.notify(f"Dask {ev.scheduler}: {ev.workers} worker(s){link}", timeout=10)
+            return
+        if isinstance(ev, ClusterWorker):
+            self.worker_lines[ev.address] = cluster_worker_line(ev)
+            workers = self.query_one("#run-workers", Static)
+            workers.update(Text("\n").join(self.worker_lines[k] for k in sorted(self.worker_lines)))
+            workers.display = True
             return
         pane = self.panes.get(ev.model)
         if isinstance(ev, WorkerStarted) and pane:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from support import REPO_DIR
+from support import REPO_DIR, copy_dataset
 
 from mliap_tui.cache import Cache
 from mliap_tui.cache.claims import Lease
@@ -48,11 +48,7 @@ def sample_cache(tmp_path_factory) -> Path:
 
 
 def fresh(sample_cache: Path, tmp_path: Path) -> Cache:
-    cache = Cache(tmp_path)
-    cache.dataset_dir("sample").mkdir(parents=True)
-    for name in ("materials.parquet", "import_report.json"):
-        (cache.dataset_dir("sample") / name).write_bytes((sample_cache / "datasets" / "sample" / name).read_bytes())
-    return cache
+    return copy_dataset(sample_cache, tmp_path)
 
 
 def start(root: Path, run_id: str, **overrides) -> subprocess.Popen:
