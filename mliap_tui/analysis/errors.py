@@ -138,9 +138,11 @@ def compute_rebuilt_hull(entries: pl.DataFrame, dft_cache: dict | None = None) -
 
 
 def rebuilt_hull_of(group: pl.DataFrame, model: str, mode: str, cache: Cache | None = None, dataset: str | None = None,
-                    compute: bool = True, dft_cache: dict | None = None) -> pl.DataFrame | None:
+                    compute: bool = True, dft_cache: dict | None = None, store: bool = True) -> pl.DataFrame | None:
     """The rebuilt-hull table of one (model, mode): stored in the cache next to its predictions
-    when it was computed from these very rows, else computed now and stored (``compute``), else None."""
+    when it was computed from these very rows, else computed now (``compute``) and stored
+    (``store``: False for a subset of the rows, whose table must not replace the whole set's),
+    else None."""
     from mliap_tui.cache.derived import read_derived, write_derived
 
     entries = hull_entries(group)
@@ -152,7 +154,7 @@ def rebuilt_hull_of(group: pl.DataFrame, model: str, mode: str, cache: Cache | N
     if not compute:
         return None
     table = compute_rebuilt_hull(entries, dft_cache)
-    if cache is not None and dataset is not None:
+    if store and cache is not None and dataset is not None:
         try:
             write_derived(cache, dataset, model, mode, REBUILT_HULL_TABLE, version, table)
         except CacheWriteError:
@@ -161,21 +163,22 @@ def rebuilt_hull_of(group: pl.DataFrame, model: str, mode: str, cache: Cache | N
 
 
 def add_rebuilt_hull(table: pl.DataFrame, cache: Cache | None = None, dataset: str | None = None,
-                     compute: bool = True) -> pl.DataFrame:
+                     compute: bool = True, store: bool = True) -> pl.DataFrame:
     """Method (b): Ehull from hulls rebuilt per (model, mode) from this dataset's own entries.
 
     The DFT hull is rebuilt from the same entries, so a missing competing phase affects both
     sides alike. Failed predictions are left out of both hulls. With ``cache`` and ``dataset``
     the hulls are computed once per (model, mode) and set of predictions and stored next to
     them (:mod:`mliap_tui.cache.derived`); ``compute=False`` only reads stored ones (the other
-    rows get nulls). The rows keep their order.
+    rows get nulls); ``store=False`` reads stored ones and computes the rest without storing (a
+    filtered subset: its hulls are not the whole set's). The rows keep their order.
     """
     n = table.height
     values = {c: pl.Series(c, dtype=pl.Float64).clear(n) for c in REBUILT_HULL_COLUMNS}  # all null
     dft_hulls: dict[tuple[str, ...], dict[str, float]] = {}  # models with the same ok set share it
     slim = table.select(*HULL_INPUT_COLUMNS, "model", "mode").with_row_index("__row")
     for (model, mode), group in groups_of(slim):
-        hull = rebuilt_hull_of(group, model, mode, cache, dataset, compute, dft_hulls)
+        hull = rebuilt_hull_of(group, model, mode, cache, dataset, compute, dft_hulls, store)
         if hull is None:
             continue
         entries = hull_entries(group)

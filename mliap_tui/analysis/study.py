@@ -229,7 +229,9 @@ def load_study(
         ok = _pair(ok, data.notes)
     data.relaxed_models = sorted(ok.filter(pl.col("mode") == Mode.RELAX)["model"].unique().to_list())
     if holds.compares_energies and ok.height:
-        ok = add_rebuilt_hull(ok)  # hulls of exactly the crystals compared
+        # hulls of exactly the crystals compared: the stored ones when those are the whole set
+        # (summary/export computed them), else computed here and not stored (a paired subset)
+        ok = add_rebuilt_hull(ok, cache, dataset, store=False)
     else:
         ok = ok.with_columns(d_e_above_hull_rebuilt=pl.lit(None, pl.Float64))
     excluded = not_compared(data.models)

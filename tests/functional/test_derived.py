@@ -1,5 +1,5 @@
 """The rebuilt-hull Ehull is computed once per (dataset, model, mode, predictions) and stored next to
-the predictions (cache/derived.py); summary, export and the explorer read it."""
+the predictions (cache/derived.py); summary, export, the explorer and the study view read it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from mliap_tui import thermo
 from mliap_tui.analysis import errors
 from mliap_tui.analysis.export import export_filtered
+from mliap_tui.analysis.study import error_stats, load_study
 from mliap_tui.analysis.summary import summarize
 from mliap_tui.cache import Cache
 from mliap_tui.cache.compact import compact
@@ -85,6 +86,28 @@ def test_the_rebuilt_hull_is_computed_once_and_read_by_summary_export_and_explor
     summary_m1 = view.summary.filter(pl.col("model") == "m1").row(0, named=True)
     assert summary_m1["n"] == (want["d"].abs() > 0.005).sum() > 0
     assert view.frame["e_above_hull_pred_rebuilt@m1"].drop_nulls().len() > 0
+
+
+def test_the_study_reads_stored_hulls_and_never_stores_a_subset(cache, hull_calls):
+    summarize(cache, "sample")
+    assert len(hull_calls) == 3
+    data = load_study(cache, "sample", geometry=False)  # static rows only: the whole set, stored
+    assert len(hull_calls) == 3
+    stats = error_stats(data, "e_above_hull_rebuilt", views=("static",))
+    assert stats.height == 2 and (stats["n"] == N).all()
+    ids = cache.scan_materials("sample").select("material_id").collect()["material_id"].to_list()[:10]
+    mats = cache.scan_materials("sample").filter(pl.col("material_id").is_in(ids)).select(
+        "material_id", "e_per_atom_dft_mp2020").collect()
+    cache.write_prediction_chunk("sample", "m1", "relax", pl.DataFrame({  # m1 relaxed 10 crystals
+        "material_id": mats["material_id"], "model": "m1", "mode": "relax", "status": "ok",
+        "e_per_atom_pred_native": mats["e_per_atom_dft_mp2020"], "e_per_atom_pred_mp2020": mats["e_per_atom_dft_mp2020"],
+        "created_unix_s": 2.0}))
+    before = stored_version(derived_path(cache, "sample", "m1", "static", errors.REBUILT_HULL_TABLE))
+    paired = load_study(cache, "sample", geometry=False)  # m1 paired on 10: its hulls computed, not stored
+    assert len(hull_calls) > 3
+    assert stored_version(derived_path(cache, "sample", "m1", "static", errors.REBUILT_HULL_TABLE)) == before
+    assert not derived_path(cache, "sample", "m1", "relax", errors.REBUILT_HULL_TABLE).exists()
+    assert paired.rows.filter(pl.col("model") == "m1").height == 20
 
 
 def test_new_predictions_recompute_only_their_model_and_compaction_recomputes_nothing(cache, hull_calls):
