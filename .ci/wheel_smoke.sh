@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The installed-wheel smoke test: build the wheel, install it (with CHGNet) into a fresh venv, and
-# use it from a directory outside the repository: import the shipped sample, run, summarise, draw
+# use it from a directory outside the repository: import the shipped sample, run, summarise, relax a
+# few crystals and print the study, draw
 # figures, write the report, open the app headless. Nothing of the checkout is on the path.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +20,8 @@ mliap-tui --version
 mliap-tui data import sample --limit 30 --jobs 1
 mliap-tui run --data sample --models chgnet-0.3.0 --limit 20
 mliap-tui summary --data sample --by dof
+mliap-tui run --data sample --models chgnet-0.3.0 --limit 5 --mode relax --torch-threads 1
+mliap-tui study dof --data sample
 mliap-tui export --data sample "$work/out.csv"
 test "$(wc -l < "$work/out.csv")" -eq 21
 mliap-tui figures --data sample --out "$work/figs" --no-pes
