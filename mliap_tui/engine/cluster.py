@@ -352,6 +352,9 @@ def evaluate_task(job_json: str, topic: str, cancel_name: str, task_label: str, 
             loaded_s[0] = load_s
             with _IN_USE[(job.model, job.device, job.dtype, job.checkpoint)]:
                 finished = run_job(job, emit, stop, predictor=predictor)
+            # after its chunk events on the same topic: the client stops waiting for this task's
+            # events when it arrives (run_job returns the event; a worker subprocess emits it)
+            emit(finished)
         except ModelUnavailable as exc:
             return {"error": {"kind": "model_unavailable", "message": str(exc)}}
         except Exception as exc:  # noqa: BLE001 - reported, the other tasks go on
@@ -599,6 +602,8 @@ class ClusterRun(EvaluationRun):
                     results[idx] = fut.result(timeout=5)
                 except Exception as exc:  # noqa: BLE001 - a task that raised (or was cancelled)
                     results[idx] = {"error": {"kind": "exception", "message": f"{type(exc).__name__}: {exc}"}}
+                if "error" in results[idx]:  # no WorkerFinished will come: do not wait for it
+                    list(tasks.values())[idx].finished = True
                 changed = True
             now = time.monotonic()
             if self.client.status != "running":
