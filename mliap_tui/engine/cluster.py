@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from mliap_tui.core.host import usable_cores
+from mliap_tui.core.host import quick_exit_once_done, undo_malloc_trim_env, usable_cores
 from mliap_tui.core.vocab import Status
 from mliap_tui.engine.progress import RateWindow, eta_seconds
 from mliap_tui.engine.protocol import (
@@ -78,6 +78,17 @@ WORKERS_TIMEOUT_S = 60.0
 SCHEDULER_GRACE_S = 10.0
 CANCEL_GRACE_S = 60.0
 CHECK_DIR = ".cluster-check"
+#: a LocalCluster's Dask settings. The statistical profiler samples every thread's stack every 10 ms:
+#: a GIL cost a model's Python-side graph building pays (set it in a remote cluster's config too).
+#: The periodic checks (event-loop tick 20 ms, system monitor 0.5 s, memory monitor 0.1 s) cost
+#: idle workers 2 % of a core each and the scheduler + nannies 5 % (measured on 2 cores); at these
+#: intervals 0.4 % and 1 %.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+}
 INSTALL_HINT = "install the cluster extra: pip install 'mliap-tui[cluster]' (dask[distributed], dask-jobqueue)"
 
 
@@ -161,9 +172,7 @@ def open_cluster(spec: ClusterSpec, *, gpus: bool = False, torch_threads: int | 
         kwargs: dict[str, Any] = {"resources": {GPU_RESOURCE: 1}} if found else {}
         import dask
 
-        # the statistical profiler samples every thread's stack each 10 ms: a GIL cost a model's
-        # Python-side graph building pays (set the same in a remote cluster's config)
-        with dask.config.set({"distributed.worker.profile.enabled": False}):
+        with dask.config.set(LOCAL_CLUSTER_CONFIG):
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                dashboard_address=":0", host="127.0.0.1", silence_logs=logging.ERROR,
                                                **kwargs)
@@ -274,12 +283,14 @@ def cached_predictor(job: WorkerJob) -> tuple[Any, float]:
             return _PREDICTORS[key], 0.0
         from mliap_tui.models.registry import load_predictor
 
+        undo_malloc_trim_env()  # Dask's nanny set MALLOC_TRIM_THRESHOLD_: models ran 1.7x slower
         t = time.monotonic()
         # a model's banner (CHGNet prints one) must not land in a LocalCluster client's terminal,
         # which the worker processes share: it would tear the progress display
         with contextlib.redirect_stdout(io.StringIO()):
             predictor = load_predictor(job.model, device=job.device, dtype=job.dtype, checkpoint=job.checkpoint)
         _PREDICTORS[key] = predictor
+        quick_exit_once_done()  # the worker process holds a model now: skip the final collection at exit
         return predictor, time.monotonic() - t
 
 

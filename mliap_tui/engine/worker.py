@@ -36,7 +36,12 @@ import numpy as np
 import polars as pl
 
 from mliap_tui.cache import PREDICTIONS_SCHEMA, Cache, CacheWriteError
-from mliap_tui.core.host import blas_threads, usable_cores
+from mliap_tui.core.host import (
+    blas_threads,
+    quick_exit_once_done,
+    undo_malloc_trim_env,
+    usable_cores,
+)
 from mliap_tui.core.units import GPA_PER_EV_PER_ANG3
 from mliap_tui.core.vocab import (
     FailureKind,
@@ -592,6 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--job", required=True, help="job JSON file, or - for stdin")
     parser.add_argument("--die-with-parent", action="store_true", help="stop when the parent process dies (Linux)")
     args = parser.parse_args(argv)
+    quick_exit_once_done()  # a process of its own: no final garbage collection at exit
+    undo_malloc_trim_env()  # e.g. started inside a Dask task (--python-for), whose nanny set MALLOC_TRIM_THRESHOLD_
 
     # stdout carries events only: keep a private handle on it, send fd 1 (library prints) to stderr
     events_fd = os.dup(1)
