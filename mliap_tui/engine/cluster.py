@@ -40,6 +40,7 @@ import io
 import logging
 import os
 import queue
+import re
 import socket
 import sys
 import threading
@@ -68,6 +69,7 @@ from mliap_tui.engine.protocol import (
 from mliap_tui.engine.runner import EvaluationRun, ModelRunSummary, visible_gpus
 
 JOBQUEUE_KINDS = ("slurm", "pbs", "lsf")
+_TRAILING_NOTE = re.compile(r"\s*\[[^\]]*\]\s*$")  # "... [0.2 s]", "... [cached]"
 GPU_RESOURCE = "GPU"
 #: tasks per worker a model's work is cut into (smaller tasks balance better and lose less when
 #: a worker dies; each costs a few ms of scheduling and a claim-check read)
@@ -479,6 +481,7 @@ class ClusterRun(EvaluationRun):
         self._inbox: queue.Queue = queue.Queue()
         self.workers: dict[str, _WorkerState] = {}
         self._started_models: dict[str, list[_TaskState]] = {}
+        self._said: set[tuple[str, str]] = set()  # (model, info message) already shown
 
     # -- connection ---------------------------------------------------------------------------
     def connect(self) -> None:
@@ -743,6 +746,11 @@ class ClusterRun(EvaluationRun):
         elif isinstance(ev, WorkerError):
             return  # reported from the task's result
         elif isinstance(ev, Log):
+            if ev.level == "info":  # each task says it (e.g. "canary passed ... [cached]"): once per model is enough
+                key = (ms.model, _TRAILING_NOTE.sub("", ev.message))
+                if key in self._said:
+                    return
+                self._said.add(key)
             ev.message = f"[{w.host}] {ev.message}"
         self._emit(ev)
 

@@ -170,6 +170,8 @@ def test_a_killed_dask_worker_loses_nothing_and_duplicates_nothing(sample_cache,
     assert set(raw["material_id"]) == set(cache.scan_materials("sample").collect()["material_id"])
     assert result["committed"] == N and result["failed"] == 0  # the run's own count agrees with the disk
     assert any("took over" in m for m in result["logs"]), result["logs"]  # the retry took the dead worker's shard
+    canary = [m for m in result["logs"] if "canary passed" in m]
+    assert len(canary) == 1, canary  # every task checks the model; the progress says it once
     assert "lost" in result["workers"].values(), result["workers"]  # and the progress showed the worker gone
     assert not list(cache.claims_dir("sample", MODEL, "static").glob("*.lease"))
 
