@@ -48,7 +48,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from mliap_tui.core.host import quick_exit_once_done, undo_malloc_trim_env, usable_cores
 from mliap_tui.core.vocab import Status
@@ -87,6 +87,9 @@ CHECK_DIR = ".cluster-check"
 #: intervals 0.4 % and 1 %.
 LOCAL_CLUSTER_CONFIG = {
     "distributed.worker.profile.enabled": False,
+    # Dask's default makes glibc put every block over 128 KiB in a fresh mmap (see
+    # core.host.undo_malloc_trim_env, which a task calls anyway for the workers of other clusters)
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "500ms",
@@ -174,7 +177,7 @@ def open_cluster(spec: ClusterSpec, *, gpus: bool = False, torch_threads: int | 
         kwargs: dict[str, Any] = {"resources": {GPU_RESOURCE: 1}} if found else {}
         import dask
 
-        with dask.config.set(LOCAL_CLUSTER_CONFIG):
+        with dask.config.set(LOCAL_CLUSTER_CONFIG), _environ_kept(_pre_spawn_keys()):
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                dashboard_address=":0", host="127.0.0.1", silence_logs=logging.ERROR,
                                                **kwargs)
@@ -183,6 +186,36 @@ def open_cluster(spec: ClusterSpec, *, gpus: bool = False, torch_threads: int | 
         cluster.scale(jobs=spec.n or 1)
     client = distributed.Client(cluster, set_as_default=False)
     return client, cluster
+
+
+def _pre_spawn_keys() -> list[str]:
+    import dask
+
+    return list(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+
+
+@contextlib.contextmanager
+def _environ_kept(keys: Sequence[str]) -> Iterator[None]:
+    """Give ``keys`` of this process's environment back their values on the way out.
+
+    A Nanny sets its ``pre-spawn-environ`` (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, ...) in the
+    environment of the process it lives in, here the client's, before it starts a worker; left
+    there, every later local worker subprocess of the app or CLI (a plain run after a cluster run)
+    would inherit them.
+    """
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        _restore_environ(saved)
+
+
+def _restore_environ(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def _start_resource_tracker() -> None:
@@ -482,6 +515,7 @@ class ClusterRun(EvaluationRun):
         self.workers: dict[str, _WorkerState] = {}
         self._started_models: dict[str, list[_TaskState]] = {}
         self._said: set[tuple[str, str]] = set()  # (model, info message) already shown
+        self._environ_saved: dict[str, str | None] = {}  # before connecting (see _environ_kept)
 
     # -- connection ---------------------------------------------------------------------------
     def connect(self) -> None:
@@ -494,6 +528,8 @@ class ClusterRun(EvaluationRun):
                                "with the GPU resource) or cpu")
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+        _import_distributed()
+        self._environ_saved = {k: os.environ.get(k) for k in _pre_spawn_keys()}
         self.client, self._cluster = open_cluster(self.spec, gpus=device != "cpu")
         try:
             self._wait_for_workers()
@@ -541,6 +577,8 @@ class ClusterRun(EvaluationRun):
                     thing.close(timeout=10) if thing is client else thing.close()
                 except Exception:  # noqa: BLE001 - best effort (the scheduler may be gone)
                     pass
+        # a LocalCluster's nanny that restarted a dead worker set its pre-spawn environment again
+        _restore_environ(self._environ_saved)
 
     def cancel(self) -> None:
         super().cancel()

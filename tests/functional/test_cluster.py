@@ -334,3 +334,31 @@ async def test_the_app_run_screen_runs_on_a_cluster_with_a_line_per_dask_worker(
         assert any("running" in line and f"{MODEL} task" in line for line in lines), lines
         assert any(line.startswith("dask 127.0.0.1:") and "4 done" in line for line in lines), lines
     assert cache.scan_predictions("sample", [MODEL], "static").collect().height == 4
+
+
+NANNY_ENV = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _nanny_env() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in NANNY_ENV}
+
+
+def test_a_local_cluster_leaves_this_process_environment_as_it_was(sample_cache, tmp_path, monkeypatch):
+    """A Nanny writes its pre-spawn environment (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_=65536, ...)
+    into the process it lives in: a plain run after a cluster run in the same app would inherit it.
+    The workers keep the thread limits but not the malloc setting (it made the models 1.7x slower)."""
+    from mliap_tui.engine.cluster import ClusterRun
+
+    for k in NANNY_ENV:
+        monkeypatch.delenv(k, raising=False)
+    run = ClusterRun(fresh(sample_cache, tmp_path), "sample", [MODEL], cluster="local:1", device="cpu")
+    run.connect()
+    try:
+        workers = run.client.run(_nanny_env)
+        during = _nanny_env()
+    finally:
+        run.close()
+    assert during == dict.fromkeys(NANNY_ENV) and _nanny_env() == dict.fromkeys(NANNY_ENV)
+    (worker,) = workers.values()
+    assert worker["MALLOC_TRIM_THRESHOLD_"] is None
+    assert worker["OMP_NUM_THREADS"] == "1"  # Dask's thread limits for its workers stay
