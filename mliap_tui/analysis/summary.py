@@ -16,7 +16,7 @@ from mliap_tui.analysis.aggregate import per_group, per_model
 from mliap_tui.analysis.errors import ERROR_INPUT_COLUMNS, error_table
 from mliap_tui.analysis.weights import WeightsNote, weights_notes
 from mliap_tui.cache import Cache
-from mliap_tui.core.vocab import GROUPINGS, METRIC_SYMBOL, METRICS
+from mliap_tui.core.vocab import GROUPINGS, METRIC_SYMBOL, METRICS, Mode
 
 SAME_ERROR_NOTE = (
     "E (total energy), Eform and Ehull on the fixed DFT hull share one error per crystal: the same "
@@ -40,8 +40,10 @@ class DatasetHolds:
     def compares_energies(self) -> bool:
         return self.mp2020_energies > 0
 
-    def next_step(self, dataset: str, forces_computed: bool = True) -> str:
-        """The command a user most likely wants after ``run`` on this dataset."""
+    def next_step(self, dataset: str, forces_computed: bool = True, mode: str = Mode.STATIC) -> str:
+        """The command a user most likely wants after ``run`` (in ``mode``) on this dataset."""
+        if mode == Mode.RELAX and self.compares_energies:
+            return f"mliap-tui study dof --data {dataset}   (static vs relaxed; S in the app)"
         if self.forces and not self.compares_energies:
             if not forces_computed:
                 return f"mliap-tui run --data {dataset} --models ... --forces   (its DFT forces need predicted ones)"

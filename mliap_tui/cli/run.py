@@ -164,10 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.ok:
         from mliap_tui.analysis.summary import dataset_holds
 
-        holds = dataset_holds(cache, dataset)
-        step = (f"mliap-tui study dof --data {dataset}   (static vs relaxed; S in the app)"
-                if args.mode == "relax" and holds.compares_energies else holds.next_step(dataset, args.forces))
-        console.print(f"[dim]next: {step}[/dim]")
+        console.print(f"[dim]next: {dataset_holds(cache, dataset).next_step(dataset, args.forces, args.mode)}[/dim]")
     return 0 if summary.ok else 1
 
 

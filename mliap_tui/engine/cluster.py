@@ -203,11 +203,15 @@ def _environ_kept(keys: Sequence[str]) -> Iterator[None]:
     there, every later local worker subprocess of the app or CLI (a plain run after a cluster run)
     would inherit them.
     """
-    saved = {k: os.environ.get(k) for k in keys}
+    saved = _environ_snapshot(keys)
     try:
         yield
     finally:
         _restore_environ(saved)
+
+
+def _environ_snapshot(keys: Sequence[str]) -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in keys}
 
 
 def _restore_environ(saved: dict[str, str | None]) -> None:
@@ -529,7 +533,7 @@ class ClusterRun(EvaluationRun):
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
         _import_distributed()
-        self._environ_saved = {k: os.environ.get(k) for k in _pre_spawn_keys()}
+        self._environ_saved = _environ_snapshot(_pre_spawn_keys())
         self.client, self._cluster = open_cluster(self.spec, gpus=device != "cpu")
         try:
             self._wait_for_workers()
